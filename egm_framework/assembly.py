@@ -1,0 +1,81 @@
+"""Assemble a run's components from a :class:`~egm_framework.config.RunConfig` through the registry.
+
+energy -> its declared state space -> path on that space -> generator parametrization ->
+network with the generator's output shapes (and, for bootstrapping, a scalar-output energy network).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import torch
+from torch import nn
+
+from .config import ComponentConfig, RunConfig
+from .errors import ConfigError
+from .interfaces import ConditionalPath, Energy, GeneratorParametrization, StateSpace
+from .registry import Registry, get_registry
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class Components:
+    energy: Energy
+    space: StateSpace
+    path: ConditionalPath
+    generator: GeneratorParametrization
+    network: nn.Module
+    energy_network: nn.Module | None = None
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device = {name!r} but CUDA is not available here; use device = \"cpu\" or \"auto\"")
+    return dev
+
+
+def _split_space_params(section: str, comp: ComponentConfig, space_name: str, space_params: dict) -> dict:
+    """Parameters that restate the energy's state space (e.g. ``vocab``) must agree with it; they are
+    checked here and not passed on."""
+    params = dict(comp.params)
+    for key in list(params):
+        if key in space_params:
+            if _norm(params[key]) != _norm(space_params[key]):
+                raise ConfigError(
+                    f"{section}.{key} = {params[key]!r} does not match the energy's state space "
+                    f"({space_name} with {key} = {space_params[key]!r}); remove {section}.{key} or change the energy")
+            del params[key]
+    return params
+
+
+def _norm(v: Any) -> Any:
+    return list(v) if isinstance(v, (tuple, list)) else v
+
+
+def build_components(cfg: RunConfig, registry: Registry | None = None, *, build_networks: bool = True) -> Components:
+    reg = registry or get_registry()
+    energy = reg.create("energy", cfg.energy.name, **cfg.energy.params)
+    space_name, space_params = energy.space_spec
+    space = reg.create("state_space", space_name, **dict(space_params))
+    path = reg.create("path", cfg.path.name, space,
+                      **_split_space_params("path", cfg.path, space_name, dict(space_params)))
+    gen = reg.create("generator", cfg.generator.name,
+                     **_split_space_params("generator", cfg.generator, space_name, dict(space_params)))
+    network = energy_network = None
+    if build_networks:
+        try:
+            out_shapes = gen.output_shapes(path)
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"generator {cfg.generator.name!r} does not fit path {cfg.path.name!r} on state space {space_name!r}: "
+                f"{exc}. Pick a generator of the same modality (see `egm components generator`).") from None
+        network = reg.create("network", cfg.network.name, space, out_shapes, **cfg.network.params)
+        if cfg.estimator.kind == "bootstrap":
+            assert cfg.energy_network is not None
+            energy_network = reg.create("network", cfg.energy_network.name, space, torch.Size([]),
+                                        **cfg.energy_network.params)
+    return Components(energy=energy, space=space, path=path, generator=gen, network=network,
+                      energy_network=energy_network)

@@ -1,0 +1,287 @@
+"""Run configuration: TOML sections that name components by registry name, validated by attrs.
+
+A config file looks like::
+
+    [energy]
+    name = "ising"
+    L = 5
+    beta = 0.2
+
+    [path]
+    name = "masked"
+
+    [generator]
+    name = "jump"
+
+    [network]
+    name = "mlp"
+    hidden = 32
+
+    [estimator]
+    kind = "snis"            # or "bootstrap" (then [energy_network] names the intermediate-energy net)
+    num_proposals = 1000
+
+    [train]
+    batch_size = 300
+    ...
+
+Component sections hold ``name`` plus that component's parameters (checked against its factory
+when it is created). ``[estimator]``, ``[train]`` and ``[eval]`` are checked here; a bad value is
+reported with its key path and the allowed range.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from .errors import ConfigError, did_you_mean
+
+COMPONENT_SECTIONS = ("energy", "path", "generator", "network", "energy_network")
+
+
+# ---------------------------------------------------------------------------------- validators
+def _num(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False, hi_open: bool = False,
+         integer: bool = False, optional: bool = False):
+    def check(inst, attribute, value):
+        where = f"{inst.SECTION}.{attribute.name}"
+        if value is None and optional:
+            return
+        ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+        if isinstance(value, bool) or not ok_type or (not integer and not math.isfinite(value)):
+            kind = "an integer" if integer else "a finite number"
+            raise ConfigError(f"{where}: must be {kind}{' or omitted' if optional else ''}, got {value!r}")
+        bad = (lo is not None and (value <= lo if lo_open else value < lo)) or (
+            hi is not None and (value >= hi if hi_open else value > hi))
+        if bad:
+            lo_s = "" if lo is None else ("(" if lo_open else "[") + f"{lo}"
+            hi_s = "" if hi is None else f"{hi}" + (")" if hi_open else "]")
+            rng = f"{lo_s or '(-inf'}, {hi_s or 'inf)'}"
+            raise ConfigError(f"{where}: must be in {rng}, got {value!r}")
+    return check
+
+
+def _choice(*options: str):
+    def check(inst, attribute, value):
+        if value not in options:
+            raise ConfigError(f"{inst.SECTION}.{attribute.name}: must be one of {', '.join(map(repr, options))}, "
+                              f"got {value!r}{did_you_mean(str(value), options)}")
+    return check
+
+
+@attrs.frozen(kw_only=True)
+class ComponentConfig:
+    """``name`` of a registered component and its parameters."""
+
+    name: str
+    params: dict = attrs.field(factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, **self.params}
+
+
+@attrs.frozen(kw_only=True)
+class EstimatorConfig:
+    SECTION = "estimator"
+    #: "snis": proposals to t = 1 weighted by the true energy; "bootstrap": bridge proposals to
+    #: r = min(t + delta, 1) weighted by a learned intermediate energy
+    kind: str = attrs.field(default="snis", validator=_choice("snis", "bootstrap"))
+    num_proposals: int = attrs.field(default=1000, validator=_num(1, integer=True))
+    delta: float = attrs.field(default=0.01, validator=_num(0, 1, lo_open=True))
+    #: memory budget for one chunk of proposals (MiB)
+    chunk_memory_mb: float = attrs.field(default=256.0, validator=_num(0, lo_open=True))
+    #: "direct": E_net regressed on −log mean exp(−E(x_1^k)) − log Z_{1|t}; "bootstrap": on the bridge
+    #: proposals' own weights (no extra energy evaluations)
+    energy_target: str = attrs.field(default="direct", validator=_choice("direct", "bootstrap"))
+    #: share of the batch used for the energy-network target (direct target costs K energies per row)
+    energy_batch_fraction: float = attrs.field(default=1.0, validator=_num(0, 1, lo_open=True))
+    energy_ema_decay: float = attrs.field(default=0.999, validator=_num(0, 1, hi_open=True))
+    #: fraction of training after which the EMA starts averaging (before: it copies the network)
+    energy_ema_start: float = attrs.field(default=0.0, validator=_num(0, 1))
+    energy_loss_weight: float = attrs.field(default=1.0, validator=_num(0, lo_open=True))
+    #: learning-rate of the energy network (defaults to train.lr)
+    energy_lr: float | None = attrs.field(default=None, validator=_num(0, lo_open=True, optional=True))
+
+
+@attrs.frozen(kw_only=True)
+class TrainConfig:
+    SECTION = "train"
+    batch_size: int = attrs.field(default=300, validator=_num(1, integer=True))
+    outer_iterations: int = attrs.field(default=100, validator=_num(1, integer=True))
+    inner_iterations: int = attrs.field(default=100, validator=_num(1, integer=True))
+    lr: float = attrs.field(default=1e-3, validator=_num(0, lo_open=True))
+    #: cosine decay from lr to lr_final over all inner steps
+    lr_final: float = attrs.field(default=1e-4, validator=_num(0))
+    grad_clip: float | None = attrs.field(default=None, validator=_num(0, lo_open=True, optional=True))
+    buffer_size: int = attrs.field(default=10000, validator=_num(1, integer=True))
+    buffer_refresh: int = attrs.field(default=2000, validator=_num(1, integer=True))
+    #: integration steps when simulating the model to refill the buffer
+    buffer_sample_steps: int = attrs.field(default=100, validator=_num(1, integer=True))
+    seed: int = attrs.field(default=0, validator=_num(0, integer=True))
+    device: str = attrs.field(default="auto")
+    #: write a checkpoint every this many outer iterations (and always at the end)
+    checkpoint_every: int = attrs.field(default=1, validator=_num(1, integer=True))
+    #: evaluate every this many outer iterations (0: only at the end)
+    eval_every: int = attrs.field(default=0, validator=_num(0, integer=True))
+    #: samples used by the intermediate evaluations
+    eval_samples: int = attrs.field(default=500, validator=_num(2, integer=True))
+    #: log averaged loss/ESS every this many inner steps
+    log_every: int = attrs.field(default=25, validator=_num(1, integer=True))
+    progress: bool = True
+
+    @device.validator
+    def _dev(self, attribute, value):
+        if not (value in ("auto", "cpu") or str(value).startswith("cuda")):
+            raise ConfigError(f"train.device: must be 'auto', 'cpu' or 'cuda[:N]', got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class EvalConfig:
+    SECTION = "eval"
+    num_samples: int = attrs.field(default=2000, validator=_num(2, integer=True))
+    sample_steps: int = attrs.field(default=1000, validator=_num(1, integer=True))
+    seed: int = attrs.field(default=1234, validator=_num(0, integer=True))
+    #: seeds of the two independent ground-truth sets (the second gives the noise floor)
+    ground_truth_seed: int = attrs.field(default=4321, validator=_num(0, integer=True))
+    figures: bool = True
+
+
+@attrs.frozen(kw_only=True)
+class RunConfig:
+    SECTION = "run"
+    energy: ComponentConfig
+    path: ComponentConfig
+    generator: ComponentConfig
+    network: ComponentConfig
+    energy_network: ComponentConfig | None = None
+    estimator: EstimatorConfig = attrs.field(factory=EstimatorConfig)
+    train: TrainConfig = attrs.field(factory=TrainConfig)
+    eval: EvalConfig = attrs.field(factory=EvalConfig)
+    name: str = "run"
+
+    def to_dict(self) -> dict:
+        out: dict[str, Any] = {"name": self.name}
+        for sec in COMPONENT_SECTIONS:
+            comp = getattr(self, sec)
+            if comp is not None:
+                out[sec] = comp.to_dict()
+        for sec in ("estimator", "train", "eval"):
+            out[sec] = {k: v for k, v in attrs.asdict(getattr(self, sec)).items() if v is not None}
+        return out
+
+
+_SECTION_CLASSES = {"estimator": EstimatorConfig, "train": TrainConfig, "eval": EvalConfig}
+
+
+def _section(cls, data: Any, where: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"[{where}] must be a table, got {type(data).__name__}")
+    fields = [f.name for f in attrs.fields(cls)]
+    for key in data:
+        if key not in fields:
+            raise ConfigError(f"{where}.{key}: unknown key; accepted: {', '.join(fields)}{did_you_mean(key, fields)}")
+    return cls(**data)
+
+
+def _component(data: Any, where: str) -> ComponentConfig:
+    if isinstance(data, str):
+        return ComponentConfig(name=data)
+    if not isinstance(data, dict) or "name" not in data or not isinstance(data["name"], str):
+        raise ConfigError(f"[{where}] needs a `name = \"...\"` naming a registered component "
+                          f"(see `egm components`), got {data!r}")
+    params = {k: v for k, v in data.items() if k != "name"}
+    return ComponentConfig(name=data["name"], params=params)
+
+
+def config_from_dict(data: dict) -> RunConfig:
+    """Validate a nested dict (parsed TOML) into a :class:`RunConfig`."""
+    known = set(COMPONENT_SECTIONS) | set(_SECTION_CLASSES) | {"name"}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"unknown section [{key}]; sections are: {', '.join(sorted(known))}"
+                              f"{did_you_mean(key, known)}")
+    for req in ("energy", "path", "generator", "network"):
+        if req not in data:
+            raise ConfigError(f"missing section [{req}]; every run names its {req} by registry name "
+                              f"(see `egm components {req if req != 'network' else 'network'}`)")
+    kwargs: dict[str, Any] = {sec: _component(data[sec], sec) for sec in COMPONENT_SECTIONS if sec in data}
+    for sec, cls in _SECTION_CLASSES.items():
+        if sec in data:
+            kwargs[sec] = _section(cls, data[sec], sec)
+    if "name" in data:
+        kwargs["name"] = str(data["name"])
+    cfg = RunConfig(**kwargs)
+    if cfg.estimator.kind == "bootstrap" and cfg.energy_network is None:
+        raise ConfigError("estimator.kind = 'bootstrap' needs an [energy_network] section naming the network that "
+                          "learns the intermediate energy (e.g. name = \"mlp\")")
+    return cfg
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``"train.lr=3e-4"`` -> (["train", "lr"], 0.0003). Values are TOML literals; bare words are strings."""
+    if "=" not in item:
+        raise ConfigError(f"--set expects KEY=VALUE (e.g. train.lr=3e-4), got {item!r}")
+    key, raw = item.split("=", 1)
+    keys = [k.strip() for k in key.strip().split(".") if k.strip()]
+    if not keys:
+        raise ConfigError(f"--set {item!r}: empty key")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return keys, value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    for item in overrides:
+        keys, value = parse_override(item)
+        node = data
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {k!r} is not a table")
+        node[keys[-1]] = value
+    return data
+
+
+def load_config_dict(path: str | Path) -> dict:
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"config file {str(p)!r} not found; pass a TOML file (examples in configs/)")
+    try:
+        return tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: invalid TOML: {exc}") from None
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
+    return config_from_dict(apply_overrides(load_config_dict(path), list(overrides)))
+
+
+# ---------------------------------------------------------------------------------- TOML writer
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v) if not isinstance(v, float) or math.isfinite(v) else ("inf" if v > 0 else "-inf")
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(e) for e in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(e)}" for k, e in v.items()) + "}"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def to_toml(data: dict) -> str:
+    """Write a two-level dict (top-level scalars, then tables) as TOML."""
+    lines = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    for k, v in data.items():
+        if isinstance(v, dict):
+            lines.append(f"\n[{k}]")
+            lines.extend(f"{kk} = {_toml_value(vv)}" for kk, vv in v.items() if vv is not None)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import torch
+
+from ..states import State
+
+
+class Energy(ABC):
+    """A target Boltzmann density p(x) ∝ exp(−E(x)).
+
+    Pinned convention: ``energy(x)`` returns the **energy** E(x) of shape ``(B,)``, lower = more
+    probable; never log p. An energy declares the state space it lives on by registry name and
+    parameters (:attr:`space_spec`), so a third-party energy package needs no modality code.
+    """
+
+    #: registry name, set by the factory's registration
+    name: str = ""
+
+    @property
+    @abstractmethod
+    def space_spec(self) -> tuple[str, dict[str, Any]]:
+        """(state-space registry name, its parameters), e.g. ``("categorical", {"shape": (5, 5), "vocab": 2})``."""
+
+    @abstractmethod
+    def __call__(self, x: State) -> torch.Tensor:
+        """E(x). x: (B, *event) -> (B,) float."""
+
+    # ----------------------------------------------------------------- optional capabilities
+    def observables(self, x: State) -> dict[str, torch.Tensor]:
+        """Named scalar statistics per sample, each (B,), compared between sampler and ground truth
+        (e.g. magnetization). The energy itself is always compared and need not be listed."""
+        return {}
+
+    def ground_truth(self, n: int, generator: torch.Generator, device: torch.device | str = "cpu") -> State:
+        """n independent (or well-thinned) samples from p. Raise ``NotImplementedError`` if unknown."""
+        raise NotImplementedError(f"energy {self.name!r} provides no ground-truth sampler")
+
+    @property
+    def ground_truth_method(self) -> str:
+        """One line saying how :meth:`ground_truth` samples (exact, Gibbs with burn-in ..., MALA ...)."""
+        return "unavailable"
+
+    def extra_metrics(self, samples: State, reference: State) -> dict[str, float]:
+        """Task-specific metrics (mode coverage, weights of known modes, ...): name -> value.
+
+        Called with model samples and a ground-truth set; also called with two ground-truth sets to
+        give each metric its noise floor."""
+        return {}
+
+    def figures(self, samples: State, reference: State, out_dir) -> list[str]:
+        """Write task-specific figures into ``out_dir``; return their file names."""
+        return []
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.describe()})"

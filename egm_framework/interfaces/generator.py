@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Callable
+
+import torch
+
+from ..states import State
+from .path import ConditionalPath
+
+#: A model function: (x: (B, *event), t: (B,)) -> network output (tensor, or tuple of heads)
+ModelFn = Callable[[State, torch.Tensor], Any]
+
+
+class GeneratorParametrization(ABC):
+    """How a network parametrizes the generator F_t(x) of a Markov process, what it regresses on,
+    and how the process is simulated.
+
+    EGM needs the marginal generator F_t(x) = E_{x_r ~ p_{r|t}(·|x)}[F_t(x | x_r)]. Every
+    parametrization here maps the conditional generator F_t(x | x_r) *linearly* to a regression
+    target T(x_t, t | x_r) in the network's output space (a velocity, a drift, a denoiser
+    distribution, ...), so a weighted sum of per-proposal targets is the estimate of the marginal
+    one. :meth:`weighted_target` computes that sum without materializing per-proposal one-hots.
+    """
+
+    name: str = ""
+
+    @abstractmethod
+    def output_shapes(self, path: ConditionalPath) -> Any:
+        """Shape of the network output for one state (``torch.Size``), or a tuple of shapes (one per
+        head) for product spaces."""
+
+    @abstractmethod
+    def weighted_target(
+        self, path: ConditionalPath, x_t: State, t: torch.Tensor, x_r: State, r: torch.Tensor, w: torch.Tensor
+    ) -> Any:
+        """Σ_k w_k T(x_t, t | x_r^k). x_t: (B, *event), x_r: (B, n, *event), w: (B, n) nonnegative
+        (unnormalized) -> target of the output's shape (B, *out), linear in ``w``."""
+
+    def finalize_target(self, target: Any, x_t: State, t: torch.Tensor) -> Any:
+        """Post-process the normalized estimate (e.g. clip by norm). Default: unchanged."""
+        return target
+
+    @abstractmethod
+    def loss(self, output: Any, target: Any, x_t: State, t: torch.Tensor) -> torch.Tensor:
+        """Bregman-divergence regression loss per row, (B,), minimized at output ≙ target."""
+
+    @abstractmethod
+    def step_from_output(
+        self, path: ConditionalPath, x: State, t: torch.Tensor, t_next: torch.Tensor, output: Any,
+        generator: torch.Generator,
+    ) -> State:
+        """One explicit (Euler / Euler–Maruyama / τ-leaping) step from t to t_next given the
+        network output at (x, t). t, t_next: (B,)."""
+
+    def step(
+        self, model: ModelFn, path: ConditionalPath, x: State, t: torch.Tensor, t_next: torch.Tensor,
+        generator: torch.Generator,
+    ) -> State:
+        """One integration step; the default evaluates the model once (higher-order schemes override)."""
+        return self.step_from_output(path, x, t, t_next, model(x, t), generator)
+
+    def describe(self) -> dict:
+        return {"name": self.name}
+
+
+def time_grid(path: ConditionalPath, steps: int, device) -> torch.Tensor:
+    t0, t1 = path.sample_time_range
+    return torch.linspace(t0, t1, steps + 1, device=device, dtype=torch.float32)
+
+
+@torch.no_grad()
+def simulate(
+    generator_param: GeneratorParametrization, model: ModelFn, path: ConditionalPath, n: int, steps: int,
+    generator: torch.Generator, device: torch.device | str = "cpu",
+) -> State:
+    """Draw n samples by integrating the process from the prior (t = 0) to t = 1 in ``steps`` steps."""
+    x = path.prior_sample(n, generator, device)
+    grid = time_grid(path, steps, device)
+    ones = torch.ones(n, device=device)
+    for i in range(steps):
+        x = generator_param.step(model, path, x, grid[i] * ones, grid[i + 1] * ones, generator)
+    return x

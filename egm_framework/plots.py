@@ -1,0 +1,81 @@
+"""Figures: observables against ground truth, loss and ESS curves. Matplotlib with the Agg backend."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def histograms(stats_model: dict, stats_ref: dict, out_dir: Path, title: str = "") -> list[str]:
+    """One panel per statistic (energy, magnetization, ...): model vs ground truth."""
+    plt = _plt()
+    keys = list(stats_model)
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False)
+    for ax, k in zip(axes[0], keys):
+        a, b = stats_model[k], stats_ref[k]
+        finite = np.concatenate([a[np.isfinite(a)], b[np.isfinite(b)]])
+        lo, hi = (np.min(finite), np.max(finite)) if finite.size else (0, 1)
+        uniq = np.unique(finite)
+        if uniq.size <= 60:  # discrete levels (lattice energies, magnetization): one bar per level
+            step = np.min(np.diff(uniq)) if uniq.size > 1 else 1.0
+            bins = np.append(uniq - step / 2, uniq[-1] + step / 2) if uniq.size else 10
+        else:
+            bins = np.linspace(lo, hi, 50)
+        ax.hist(b, bins=bins, density=True, alpha=0.5, label="ground truth", color="tab:gray")
+        ax.hist(a, bins=bins, density=True, histtype="step", lw=1.6, label="EGM sampler", color="tab:blue")
+        ax.set_xlabel(k)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    name = "histograms.png"
+    fig.savefig(out_dir / name, dpi=110)
+    plt.close(fig)
+    return [name]
+
+
+def training_curves(metrics_file: Path, out_dir: Path) -> list[str]:
+    """Loss (and energy-network loss) per logged step; ESS over training and by time bin."""
+    if not metrics_file.exists():
+        return []
+    recs = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+    recs = [r for r in recs if "loss" in r]
+    if not recs:
+        return []
+    plt = _plt()
+    steps = [r["step"] for r in recs]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    axes[0].plot(steps, [r["loss"] for r in recs], label="generator loss")
+    if "energy_loss" in recs[0]:
+        axes[0].plot(steps, [r["energy_loss"] for r in recs], label="energy-net loss")
+    axes[0].set_yscale("symlog", linthresh=1e-3)
+    axes[0].set_xlabel("step")
+    axes[0].legend(fontsize=8)
+    axes[1].plot(steps, [r["ess"] for r in recs])
+    axes[1].set_xlabel("step")
+    axes[1].set_ylabel("ESS / K")
+    axes[1].set_yscale("log")
+    bins = np.array([[np.nan if v is None else v for v in r["ess_by_time"]] for r in recs], dtype=float)
+    centers = (np.arange(bins.shape[1]) + 0.5) / bins.shape[1]
+    for frac, color in ((0.1, "tab:orange"), (0.5, "tab:green"), (1.0, "tab:blue")):
+        i = min(len(recs) - 1, int(frac * (len(recs) - 1)))
+        axes[2].plot(centers, bins[i], marker="o", color=color, label=f"step {recs[i]['step']}")
+    axes[2].set_xlabel("t (relative position in the training range)")
+    axes[2].set_ylabel("ESS / K")
+    axes[2].set_yscale("log")
+    axes[2].legend(fontsize=8)
+    fig.tight_layout()
+    name = "training.png"
+    fig.savefig(out_dir / name, dpi=110)
+    plt.close(fig)
+    return [name]

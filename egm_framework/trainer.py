@@ -1,0 +1,398 @@
+"""The EGM training loop, modality-agnostic.
+
+    buffer of model samples x_1 ─► t ~ U(train range) ─► x_t ~ p_{t|1}(·|x_1)
+      ─► estimator: K proposals, weights softmax(−E), target Σ_k w_k T(x_t | x^k)   (no grad)
+      ─► generator.loss(net(x_t, t), target) ─► Adam (cosine lr) ─► [EMA of the energy net]
+    every outer iteration: refill the buffer by simulating the current sampler, log, checkpoint.
+
+Usage::
+
+    trainer = Trainer(cfg, run_dir)          # cfg: RunConfig; run_dir is created
+    trainer.fit()                            # trains, checkpoints atomically, evaluates at the end
+    Trainer.resume(run_dir).fit()            # continues from the last checkpoint
+
+The run folder holds ``config.toml`` (resolved), ``metrics.jsonl`` (one JSON object per log line),
+``checkpoints/last.pt``, ``eval.json``, ``report.md`` and ``figures/``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .assembly import Components, build_components, resolve_device
+from .config import RunConfig, config_from_dict, load_config_dict, to_toml
+from .errors import CheckpointError, EnergyEvaluationError, EGMError
+from .estimators import BootstrapEstimator, SNISEstimator, check_energy_output
+from .interfaces import simulate
+from .registry import Registry
+from .states import State, batch_size, from_saveable, index, to_saveable, tree_map
+
+ESS_BINS = 10
+
+
+class TrainingDivergedError(EGMError):
+    pass
+
+
+class ReplayBuffer:
+    """FIFO buffer of model samples x_1 on the training device."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.data: State | None = None
+        self.size = 0
+        self.ptr = 0
+
+    def add(self, x: State) -> None:
+        n = batch_size(x)
+        if self.data is None:
+            self.data = tree_map(lambda v: torch.empty((self.capacity, *v.shape[1:]), dtype=v.dtype, device=v.device), x)
+        if n >= self.capacity:
+            x = index(x, slice(n - self.capacity, n))
+            n = self.capacity
+        idx = (torch.arange(n, device=_dev(x)) + self.ptr) % self.capacity
+        def put(buf, new):
+            buf[idx] = new
+            return buf
+        from .states import tree_map2
+        tree_map2(put, self.data, x)
+        self.ptr = (self.ptr + n) % self.capacity
+        self.size = min(self.capacity, self.size + n)
+
+    def sample(self, n: int, generator: torch.Generator) -> State:
+        idx = torch.randint(0, self.size, (n,), generator=generator, device=generator.device)
+        return index(self.data, idx)
+
+    def state_dict(self) -> dict:
+        saved = to_saveable(index(self.data, slice(0, self.size))) if self.data is not None else {}
+        return {"size": self.size, "ptr": self.ptr, "data": saved}
+
+    def load_state_dict(self, d: dict, device) -> None:
+        self.data = None
+        self.size = self.ptr = 0
+        if d["data"]:
+            self.add(tree_map(lambda v: v.to(device), from_saveable(d["data"])))
+        self.ptr = d["ptr"] % self.capacity
+        self.size = d["size"]
+
+
+def _dev(x: State) -> torch.device:
+    from .states import tree_leaves
+    return tree_leaves(x)[0].device
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        torch.save(obj, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint at {path}; train first (`egm train CONFIG`) or pass the run folder")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, run_dir: str | Path, registry: Registry | None = None,
+                 device: str | None = None):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.registry = registry
+        self.device = resolve_device(device or cfg.train.device)
+        tc = cfg.train
+        torch.manual_seed(tc.seed)  # network initialization
+        self.comp: Components = build_components(cfg, registry)
+        self.model = self.comp.network.to(self.device)
+        self.energy_net = self.comp.energy_network.to(self.device) if self.comp.energy_network is not None else None
+        self.energy_ema = copy.deepcopy(self.energy_net).requires_grad_(False) if self.energy_net is not None else None
+        self.gen = torch.Generator(device=self.device)
+        self.gen.manual_seed(tc.seed)
+        self.host_rng = np.random.default_rng(tc.seed)
+        groups = [{"params": list(self.model.parameters()), "lr": tc.lr}]
+        if self.energy_net is not None:
+            groups.append({"params": list(self.energy_net.parameters()), "lr": cfg.estimator.energy_lr or tc.lr})
+        self.optimizer = torch.optim.Adam(groups)
+        self.total_steps = tc.outer_iterations * tc.inner_iterations
+        floor = tc.lr_final / tc.lr
+
+        def cosine(step: int) -> float:
+            frac = min(1.0, step / max(1, self.total_steps))
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * frac))
+
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, cosine)
+        self.buffer = ReplayBuffer(tc.buffer_size)
+        est = cfg.estimator
+        if est.kind == "bootstrap":
+            self.estimator = BootstrapEstimator(self.comp.path, self.comp.generator, self.comp.energy,
+                                                self._intermediate_energy, delta=est.delta,
+                                                num_proposals=est.num_proposals, memory_mb=est.chunk_memory_mb)
+        else:
+            self.estimator = SNISEstimator(self.comp.path, self.comp.generator, self.comp.energy,
+                                           num_proposals=est.num_proposals, memory_mb=est.chunk_memory_mb)
+        self.step = 0
+        self.outer = 0
+        self.elapsed = 0.0
+        self._checked_energy = False
+        self._reset_stats()
+
+    # ------------------------------------------------------------------ pieces
+    def _intermediate_energy(self, x: State, r: torch.Tensor) -> torch.Tensor:
+        return self.energy_ema(x, r)
+
+    def model_fn(self, x: State, t: torch.Tensor):
+        return self.model(x, t)
+
+    @torch.no_grad()
+    def sample(self, n: int, steps: int, generator: torch.Generator | None = None, chunk: int = 5000) -> State:
+        """n samples from the current model (simulated in chunks)."""
+        gen = generator or self.gen
+        was = self.model.training
+        self.model.eval()
+        outs = []
+        for i in range(0, n, chunk):
+            outs.append(simulate(self.comp.generator, self.model_fn, self.comp.path, min(chunk, n - i), steps, gen,
+                                 self.device))
+        self.model.train(was)
+        from .states import cat
+        return cat(outs) if len(outs) > 1 else outs[0]
+
+    def sample_times(self, B: int) -> tuple[torch.Tensor, int]:
+        """t ~ U(train range); for bootstrapping the rows with r = min(t+Δ, 1) = 1 are put last and
+        counted on the host (a binomial draw), so no device sync is needed to split them."""
+        lo, hi = self.comp.path.train_time_range
+        u = torch.rand(B, generator=self.gen, device=self.device)
+        if self.cfg.estimator.kind != "bootstrap":
+            return lo + (hi - lo) * u, 0
+        cut = min(max(1.0 - self.cfg.estimator.delta, lo), hi)
+        p_final = (hi - cut) / (hi - lo) if hi > lo else 1.0
+        n_final = int(self.host_rng.binomial(B, p_final))
+        t = torch.empty(B, device=self.device)
+        n_boot = B - n_final
+        t[:n_boot] = lo + (cut - lo) * u[:n_boot]
+        t[n_boot:] = cut + (hi - cut) * u[n_boot:]
+        return t, n_final
+
+    def _energy_for_check(self, x: State) -> torch.Tensor:
+        e = self.comp.energy(x)
+        check_energy_output(e, batch_size(x), f"energy {self.cfg.energy.name!r}")
+        if torch.isnan(e).any() or torch.isneginf(e).any():  # one sync, first step only
+            raise EnergyEvaluationError(
+                f"energy {self.cfg.energy.name!r} returned NaN or -inf on valid states; energies must be finite "
+                "(or +inf for states of zero probability)")
+        return e
+
+    # ------------------------------------------------------------------ stats
+    def _reset_stats(self) -> None:
+        z = lambda: torch.zeros((), device=self.device)  # noqa: E731
+        self._loss_sum, self._eloss_sum, self._count = z(), z(), 0
+        self._ess_sum = torch.zeros(ESS_BINS, device=self.device)
+        self._ess_cnt = torch.zeros(ESS_BINS, device=self.device)
+
+    def _record(self, loss: torch.Tensor, eloss: torch.Tensor | None, t: torch.Tensor, ess: torch.Tensor) -> None:
+        self._loss_sum += loss.detach()
+        if eloss is not None:
+            self._eloss_sum += eloss.detach()
+        self._count += 1
+        lo, hi = self.comp.path.train_time_range
+        b = ((t - lo) / max(hi - lo, 1e-12) * ESS_BINS).long().clamp_(0, ESS_BINS - 1)
+        self._ess_sum.index_add_(0, b, ess.float())
+        self._ess_cnt.index_add_(0, b, torch.ones_like(ess, dtype=torch.float))
+
+    def _flush_stats(self) -> dict:
+        n = max(1, self._count)
+        loss = float(self._loss_sum) / n
+        cnt = self._ess_cnt.cpu().numpy()
+        ess_bins = (self._ess_sum.cpu().numpy() / np.maximum(cnt, 1)).tolist()
+        rec = {"step": self.step, "outer": self.outer, "loss": loss,
+               "ess": float(self._ess_sum.sum().cpu() / max(cnt.sum(), 1)),
+               "ess_by_time": [round(v, 5) if c > 0 else None for v, c in zip(ess_bins, cnt)],
+               "lr": self.scheduler.get_last_lr()[0], "time": round(self.elapsed, 3)}
+        if self.energy_net is not None:
+            rec["energy_loss"] = float(self._eloss_sum) / n
+        if not math.isfinite(loss) or ("energy_loss" in rec and not math.isfinite(rec["energy_loss"])):
+            raise TrainingDivergedError(
+                f"training diverged at step {self.step}: loss = {loss}. Check that the energy is finite on the "
+                "proposals (it must not return NaN), lower train.lr, or set train.grad_clip.")
+        self._reset_stats()
+        return rec
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self) -> None:
+        cfg = self.cfg
+        B = cfg.train.batch_size
+        x1 = self.buffer.sample(B, self.gen)
+        t, n_final = self.sample_times(B)
+        path = self.comp.path
+        x_t = path.sample_xt(x1, t, self.gen)
+        if not self._checked_energy:
+            self.estimator.energy = self._energy_for_check
+        with torch.no_grad():
+            if isinstance(self.estimator, BootstrapEstimator):
+                est = self.estimator.estimate(x_t, t, self.gen, n_final=n_final)
+            else:
+                est = self.estimator.estimate(x_t, t, self.gen)
+            e_target = None
+            if self.energy_net is not None:
+                if cfg.estimator.energy_target == "bootstrap":
+                    e_target = -est.log_marginal
+                    x_e, t_e = x_t, t
+                else:
+                    n_e = max(1, int(math.ceil(cfg.estimator.energy_batch_fraction * B)))
+                    x_e, t_e = index(x_t, slice(0, n_e)), t[:n_e]
+                    e_target = self.estimator.energy_regression_target(x_e, t_e, self.gen)
+        if not self._checked_energy:
+            self.estimator.energy = self.comp.energy
+            self._checked_energy = True
+        out = self.model(x_t, t)
+        loss = self.comp.generator.loss(out, est.target, x_t, t).mean()
+        total = loss
+        eloss = None
+        if self.energy_net is not None:
+            pred = self.energy_net(x_e, t_e)
+            finite = torch.isfinite(e_target)
+            diff = torch.where(finite, pred - torch.nan_to_num(e_target, posinf=0.0, neginf=0.0), torch.zeros_like(pred))
+            eloss = (diff ** 2).sum() / finite.sum().clamp(min=1)
+            total = total + cfg.estimator.energy_loss_weight * eloss
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if cfg.train.grad_clip is not None:
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        if self.energy_net is not None:
+            self._update_ema()
+        self._record(loss, eloss, t, est.ess)
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        start = self.cfg.estimator.energy_ema_start * self.total_steps
+        decay = self.cfg.estimator.energy_ema_decay if self.step >= start else 0.0
+        ema_p = list(self.energy_ema.parameters())
+        p = [q.detach() for q in self.energy_net.parameters()]
+        torch._foreach_lerp_(ema_p, p, 1.0 - decay)
+
+    def refill_buffer(self) -> None:
+        tc = self.cfg.train
+        self.buffer.add(self.sample(tc.buffer_refresh, tc.buffer_sample_steps))
+
+    # ------------------------------------------------------------------ loop
+    def fit(self, evaluate_at_end: bool = True) -> dict | None:
+        tc = self.cfg.train
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._write_config()
+        bar = None
+        if tc.progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=self.total_steps, initial=self.step, desc=self.cfg.name, dynamic_ncols=True,
+                       file=sys.stderr)
+        latest: dict[str, Any] = {}
+        try:
+            while self.outer < tc.outer_iterations:
+                t0 = time.perf_counter()
+                self.refill_buffer()
+                for _ in range(tc.inner_iterations):
+                    self.train_step()
+                    if self.step % tc.log_every == 0 or _ == tc.inner_iterations - 1:
+                        self.elapsed += time.perf_counter() - t0
+                        t0 = time.perf_counter()
+                        rec = self._flush_stats()
+                        self._log(rec)
+                        if bar is not None:
+                            bar.set_postfix(loss=f"{rec['loss']:.4g}", ess=f"{rec['ess']:.3f}", **latest)
+                    if bar is not None:
+                        bar.update(1)
+                self.elapsed += time.perf_counter() - t0
+                self.outer += 1
+                if tc.eval_every and self.outer % tc.eval_every == 0 and self.outer < tc.outer_iterations:
+                    from .evaluation import evaluate_trainer
+                    m = evaluate_trainer(self, num_samples=tc.eval_samples, steps=self.cfg.train.buffer_sample_steps,
+                                         write=False)
+                    self._log({"step": self.step, "outer": self.outer, "eval": m})
+                    latest = {k: f"{m[k]:.3g}" for k in ("E-W1",) if k in m}
+                if self.outer % tc.checkpoint_every == 0 or self.outer == tc.outer_iterations:
+                    self.save_checkpoint()
+        finally:
+            if bar is not None:
+                bar.close()
+        if evaluate_at_end:
+            from .evaluation import evaluate_trainer
+            return evaluate_trainer(self)
+        return None
+
+    def _log(self, rec: dict) -> None:
+        with open(self.run_dir / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps(rec) + "\n")
+
+    def _write_config(self) -> None:
+        p = self.run_dir / "config.toml"
+        if not p.exists():
+            p.write_text(to_toml(self.cfg.to_dict()))
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        d = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "buffer": self.buffer.state_dict(),
+            "generator": self.gen.get_state(),
+            "host_rng": json.dumps(self.host_rng.bit_generator.state),
+            "step": self.step, "outer": self.outer, "elapsed": self.elapsed,
+        }
+        if self.energy_net is not None:
+            d["energy_network"] = self.energy_net.state_dict()
+            d["energy_ema"] = self.energy_ema.state_dict()
+        return d
+
+    def load_state_dict(self, d: dict) -> None:
+        self.model.load_state_dict(d["model"])
+        self.optimizer.load_state_dict(d["optimizer"])
+        self.scheduler.load_state_dict(d["scheduler"])
+        self.buffer.load_state_dict(d["buffer"], self.device)
+        self.gen.set_state(d["generator"])
+        self.host_rng.bit_generator.state = json.loads(d["host_rng"])
+        self.step, self.outer, self.elapsed = int(d["step"]), int(d["outer"]), float(d["elapsed"])
+        if self.energy_net is not None:
+            self.energy_net.load_state_dict(d["energy_network"])
+            self.energy_ema.load_state_dict(d["energy_ema"])
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoints" / "last.pt"
+
+    def save_checkpoint(self) -> None:
+        atomic_save(self.state_dict(), self.checkpoint_path)
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, registry: Registry | None = None, device: str | None = None,
+               overrides: list[str] = ()) -> "Trainer":
+        run_dir = Path(run_dir)
+        cfg_path = run_dir / "config.toml"
+        if not cfg_path.exists():
+            raise CheckpointError(f"{run_dir} is not a run folder (no config.toml); pass the folder `egm train` created")
+        from .config import apply_overrides
+        cfg = config_from_dict(apply_overrides(load_config_dict(cfg_path), list(overrides)))
+        trainer = cls(cfg, run_dir, registry=registry, device=device)
+        trainer.load_state_dict(load_checkpoint(trainer.checkpoint_path))
+        return trainer
