@@ -6,6 +6,7 @@ network with the generator's output shapes (and, for bootstrapping, a scalar-out
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import attrs
@@ -37,12 +38,20 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
-def _split_space_params(section: str, comp: ComponentConfig, space_name: str, space_params: dict) -> dict:
+def _split_space_params(section: str, comp: ComponentConfig, space_name: str, space_params: dict,
+                        factory=None) -> dict:
     """Parameters that restate the energy's state space (e.g. ``vocab``) must agree with it; they are
-    checked here and not passed on."""
+    checked here and not passed on — unless the component's factory itself takes a parameter of that
+    name (e.g. the product path's ``continuous`` / ``discrete`` parts)."""
     params = dict(comp.params)
+    accepted: set[str] = set()
+    if factory is not None:
+        try:
+            accepted = set(inspect.signature(factory).parameters)
+        except (TypeError, ValueError):
+            pass
     for key in list(params):
-        if key in space_params:
+        if key in space_params and key not in accepted:
             if _norm(params[key]) != _norm(space_params[key]):
                 raise ConfigError(
                     f"{section}.{key} = {params[key]!r} does not match the energy's state space "
@@ -61,9 +70,11 @@ def build_components(cfg: RunConfig, registry: Registry | None = None, *, build_
     space_name, space_params = energy.space_spec
     space = reg.create("state_space", space_name, **dict(space_params))
     path = reg.create("path", cfg.path.name, space,
-                      **_split_space_params("path", cfg.path, space_name, dict(space_params)))
+                      **_split_space_params("path", cfg.path, space_name, dict(space_params),
+                                            reg.get("path", cfg.path.name).factory))
     gen = reg.create("generator", cfg.generator.name,
-                     **_split_space_params("generator", cfg.generator, space_name, dict(space_params)))
+                     **_split_space_params("generator", cfg.generator, space_name, dict(space_params),
+                                           reg.get("generator", cfg.generator.name).factory))
     network = energy_network = None
     if build_networks:
         try:

@@ -1,0 +1,199 @@
+r"""Flow (ODE) and diffusion (SDE) generator parametrizations for Gaussian-bridge paths.
+
+The network outputs a vector field of the event's shape, (B, d):
+
+- ``flow``: the marginal velocity u_t(x) = E_{x_r ~ p_{r|t}(·|x)}[u_t(x | x_r)]; samples by
+  integrating dx/dt = u_t(x) from the prior with Euler or Heun steps.
+- ``diffusion``: the drift b_t(x) = u_t(x) + (g_t²/2) ∇log p_t(x) of the SDE
+  dX = b_t(X) dt + g_t dW, which has the same marginals p_t for any g_t ≥ 0; its conditional form
+  b_t(x | x_r) = u_t(x | x_r) + (g_t²/2) ∇_x log p_{t|r}(x | x_r) is affine in (x_r, x), so the same
+  SNIS machinery estimates it. Samples by Euler–Maruyama; the last step is noise-free.
+
+Both read the path's affine forms (α, β) with T(x | x_r) = α x_r + β x, so for weights w (B, n)
+
+    Σ_k w_k T(x_t | x_r^k) = α · einsum('bk,bkd->bd', w, x_r) + β · (Σ_k w_k) · x_t,
+
+linear in w and without a (B, n, d) target tensor.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from egm_framework.interfaces import ConditionalPath, GeneratorParametrization
+
+__all__ = ["FlowGenerator", "DiffusionGenerator"]
+
+
+def _check_clip(clip_norm):
+    if clip_norm is None:
+        return None
+    if isinstance(clip_norm, bool):
+        raise ValueError(f"clip_norm must be a positive number or None, got {clip_norm!r}")
+    try:
+        c = float(clip_norm)
+    except (TypeError, ValueError):
+        raise ValueError(f"clip_norm must be a positive number or None, got {clip_norm!r}") from None
+    if not c > 0 or not math.isfinite(c):
+        raise ValueError(f"clip_norm must be a positive number or None, got {clip_norm!r}")
+    return c
+
+
+def _affine_of(path: ConditionalPath, which: str):
+    fn = getattr(path, which, None)
+    if fn is None:
+        raise ValueError(f"path {getattr(path, 'name', type(path).__name__)!r} does not provide {which}(t, r); "
+                         "continuous generators need a Gaussian-bridge path such as cond_ot or ve")
+    return fn
+
+
+def _weighted_affine(alpha: torch.Tensor, beta: torch.Tensor, x_t: torch.Tensor, x_r: torch.Tensor,
+                     w: torch.Tensor) -> torch.Tensor:
+    """α Σ_k w_k x_r^k + β (Σ_k w_k) x_t. α, β: (B,), x_t: (B, d), x_r: (B, n, d), w: (B, n) -> (B, d)."""
+    w = w.to(x_r.dtype)
+    wx = torch.einsum("bk,bkd->bd", w, x_r.reshape(x_r.shape[0], x_r.shape[1], -1)).reshape(x_t.shape)
+    ws = w.sum(dim=1)
+    view = (-1,) + (1,) * (x_t.dim() - 1)
+    return alpha.to(x_t.dtype).view(view) * wx + (beta.to(x_t.dtype) * ws).view(view) * x_t
+
+
+def _clip_rows(v: torch.Tensor, clip: float | None) -> torch.Tensor:
+    """Scale each row to norm ≤ clip (no-op when clip is None)."""
+    if clip is None:
+        return v
+    norm = v.flatten(1).norm(dim=1)
+    factor = torch.clamp(clip / torch.clamp(norm, min=1e-12), max=1.0)
+    return v * factor.view(-1, *([1] * (v.dim() - 1)))
+
+
+class _VectorFieldGenerator(GeneratorParametrization):
+    def __init__(self, clip_norm: float | None = None):
+        self.clip_norm = _check_clip(clip_norm)
+
+    def output_shapes(self, path: ConditionalPath) -> torch.Size:
+        return torch.Size(path.space.event_shape)
+
+    def finalize_target(self, target: torch.Tensor, x_t, t) -> torch.Tensor:
+        """Clip the normalized estimate by its norm per row (``clip_norm``; None = off)."""
+        return _clip_rows(target, self.clip_norm)
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor, x_t, t) -> torch.Tensor:
+        """Mean squared error per row: mean_j (output_j − target_j)², (B,)."""
+        diff = output.float() - target.float()
+        return (diff * diff).flatten(1).mean(dim=1)
+
+
+class FlowGenerator(_VectorFieldGenerator):
+    """Velocity field u_t(x) of the probability-flow ODE dx/dt = u_t(x).
+
+    Parameters: ``solver`` "euler" (one network call per step) or "heun" (two, second order);
+    ``clip_norm`` clips the estimated target velocity to this norm per row (None = no clipping).
+    """
+
+    name = "flow"
+
+    def __init__(self, solver: str = "euler", clip_norm: float | None = None):
+        super().__init__(clip_norm)
+        if solver not in ("euler", "heun"):
+            raise ValueError(f"solver must be one of euler, heun, got {solver!r}")
+        self.solver = solver
+
+    def weighted_target(self, path, x_t, t, x_r, r, w):
+        """Σ_k w_k u_t(x_t | x_r^k). x_t: (B, d), x_r: (B, n, d), w: (B, n) -> (B, d)."""
+        alpha, beta = _affine_of(path, "velocity_affine")(t, r)
+        return _weighted_affine(alpha, beta, x_t, x_r, w)
+
+    def step_from_output(self, path, x, t, t_next, output, generator):
+        """Euler: x + (t_next − t) u. x: (B, d), t, t_next: (B,)."""
+        h = (t_next - t).to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
+        return x + h * output
+
+    def step(self, model, path, x, t, t_next, generator):
+        if self.solver == "euler":
+            return self.step_from_output(path, x, t, t_next, model(x, t), generator)
+        h = (t_next - t).to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
+        u1 = model(x, t)
+        u2 = model(x + h * u1, t_next)
+        return x + 0.5 * h * (u1 + u2)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "solver": self.solver, "clip_norm": self.clip_norm}
+
+
+class DiffusionGenerator(_VectorFieldGenerator):
+    r"""Drift b_t(x) = u_t(x) + (g_t²/2) ∇log p_t(x) of dX = b dt + g_t dW (same marginals as the flow).
+
+    Parameters:
+
+    - ``g``: the diffusion coefficient. A number ≥ 0 gives a constant g_t = g (g = 0 is the flow);
+      ``"ve"`` (alias ``"natural"``) uses the path's own coefficient g_t² = −dσ_t²/dt, defined by the
+      ``ve`` path, for which the drift becomes the reverse-time VE SDE drift 2u_t.
+    - ``noise_free_tail``: Euler–Maruyama steps whose end time t_next > t_end − noise_free_tail add
+      no noise; the last step (t_next = t_end) is always noise-free. Default 0 (only the last step).
+    - ``clip_norm``: clip the estimated drift by norm per row (None = off).
+    """
+
+    name = "diffusion"
+
+    def __init__(self, g: float | str = 1.0, noise_free_tail: float = 0.0, clip_norm: float | None = None):
+        super().__init__(clip_norm)
+        if isinstance(g, str):
+            if g not in ("ve", "natural"):
+                raise ValueError(f"g must be a number >= 0 or 've', got {g!r}")
+            self.g: float | str = "ve"
+        else:
+            if isinstance(g, bool):
+                raise ValueError(f"g must be a number >= 0 or 've', got {g!r}")
+            try:
+                gv = float(g)
+            except (TypeError, ValueError):
+                raise ValueError(f"g must be a number >= 0 or 've', got {g!r}") from None
+            if not (gv >= 0 and math.isfinite(gv)):
+                raise ValueError(f"g must be a number >= 0 or 've', got {g!r}")
+            self.g = gv
+        try:
+            self.noise_free_tail = float(noise_free_tail)
+        except (TypeError, ValueError):
+            raise ValueError(f"noise_free_tail must be a number in [0, 1), got {noise_free_tail!r}") from None
+        if not 0.0 <= self.noise_free_tail < 1.0:
+            raise ValueError(f"noise_free_tail must be a number in [0, 1), got {noise_free_tail!r}")
+
+    def g2(self, path: ConditionalPath, t: torch.Tensor) -> torch.Tensor:
+        """g_t², (B,)."""
+        if self.g == "ve":
+            fn = getattr(path, "natural_g2", None)
+            if fn is None:
+                raise ValueError("g='ve' needs a path with natural_g2(t), such as ve")
+            return fn(t)
+        return torch.full_like(t, self.g ** 2, dtype=torch.float32)
+
+    def drift_affine(self, path, t, r) -> tuple[torch.Tensor, torch.Tensor]:
+        """(α, β) of the conditional drift b_t(x | x_r) = α x_r + β x, each (B,)."""
+        au, bu = _affine_of(path, "velocity_affine")(t, r)
+        as_, bs = _affine_of(path, "score_affine")(t, r)
+        half_g2 = 0.5 * self.g2(path, t)
+        return au + half_g2 * as_, bu + half_g2 * bs
+
+    def weighted_target(self, path, x_t, t, x_r, r, w):
+        """Σ_k w_k b_t(x_t | x_r^k). x_t: (B, d), x_r: (B, n, d), w: (B, n) -> (B, d)."""
+        alpha, beta = self.drift_affine(path, t, r)
+        return _weighted_affine(alpha, beta, x_t, x_r, w)
+
+    def step_from_output(self, path, x, t, t_next, output, generator):
+        """Euler–Maruyama: x + h b + g_t √h ε (ε projected on the path's space), noise-free at the end."""
+        view = (-1,) + (1,) * (x.dim() - 1)
+        h = (t_next - t).to(x.dtype)
+        g = self.g2(path, t).clamp_min(0).sqrt().to(x.dtype)
+        t_end = path.sample_time_range[1]
+        noisy = (t_next < t_end - self.noise_free_tail - 1e-6).to(x.dtype)
+        eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        space = getattr(path, "space", None)
+        if hasattr(space, "project"):
+            eps = space.project(eps)
+        return x + h.view(view) * output + (g * h.clamp_min(0).sqrt() * noisy).view(view) * eps
+
+    def describe(self) -> dict:
+        return {"name": self.name, "g": self.g, "noise_free_tail": self.noise_free_tail, "clip_norm": self.clip_norm}

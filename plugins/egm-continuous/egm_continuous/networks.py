@@ -1,0 +1,119 @@
+r"""E(n)-equivariant graph network (EGNN, Satorras et al. 2021) for particle systems.
+
+State x: (B, n·D) read as positions p_i ∈ R^D, i = 1..n, centred (p_i ← p_i − p̄). With node features
+h_i (initialised from the time embedding, identical for all particles) and a fully connected graph,
+each layer computes
+
+    m_ij = φ_e(h_i, h_j, ‖p_i − p_j‖², τ(t)),
+    p_i ← p_i + (1/(n−1)) Σ_{j≠i} (p_i − p_j) / (‖p_i − p_j‖ + 1) · φ_x(m_ij),
+    h_i ← h_i + φ_h(h_i, Σ_{j≠i} m_ij).
+
+Vector output (velocity/drift): v = p^{(L)} − p^{(0)}, centred; equivariant to rotations,
+reflections and permutations, invariant to translations, and centre-of-mass free.
+Scalar output (``output_shapes == torch.Size([])``, intermediate energies): Σ_i φ_o(h_i^{(L)}),
+invariant to all of them. Cost O(B n² H) per layer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from egm_framework.interfaces.network import is_multi_head
+from egm_framework.networks import SinusoidalTimeEmbedding, _activation
+
+from .space import EuclideanSpace
+
+__all__ = ["EGNN", "build_egnn"]
+
+
+class _EGNNLayer(nn.Module):
+    def __init__(self, hidden: int, time_dim: int, act: str, update_nodes: bool = True, update_coords: bool = True):
+        super().__init__()
+        self.edge = nn.Sequential(nn.Linear(2 * hidden + 1 + time_dim, hidden), _activation(act),
+                                  nn.Linear(hidden, hidden), _activation(act))
+        self.coord = None
+        if update_coords:
+            self.coord = nn.Sequential(nn.Linear(hidden, hidden), _activation(act), nn.Linear(hidden, 1))
+            nn.init.zeros_(self.coord[-1].weight)
+            nn.init.zeros_(self.coord[-1].bias)
+        self.node = (nn.Sequential(nn.Linear(2 * hidden, hidden), _activation(act), nn.Linear(hidden, hidden))
+                     if update_nodes else None)
+
+    def forward(self, h, p, temb, mask, distance_scale):
+        B, n, H = h.shape
+        diff = p[:, :, None, :] - p[:, None, :, :]  # (B, n, n, D)
+        d2 = (diff * diff).sum(-1, keepdim=True)  # (B, n, n, 1)
+        feats = torch.cat([h[:, :, None, :].expand(B, n, n, H), h[:, None, :, :].expand(B, n, n, H),
+                           d2 / distance_scale ** 2, temb[:, None, None, :].expand(B, n, n, temb.shape[-1])], dim=-1)
+        m = self.edge(feats) * mask  # (B, n, n, H), zero on the diagonal
+        if self.coord is not None:
+            w = self.coord(m) * mask  # (B, n, n, 1)
+            p = p + (diff / (torch.sqrt(d2 + 1e-8) + 1.0) * w).sum(2) / max(n - 1, 1)
+        if self.node is not None:
+            h = h + self.node(torch.cat([h, m.sum(2)], dim=-1))
+        return h, p
+
+
+class EGNN(nn.Module):
+    """EGNN on a particle space; see the module docstring. forward(x: (B, n·D), t: (B,)) -> (B, n·D) or (B,)."""
+
+    def __init__(self, space: EuclideanSpace, output_shapes: Any, hidden: int = 64, layers: int = 4,
+                 time_embedding: int = 32, activation: str = "silu", distance_scale: float = 1.0):
+        super().__init__()
+        if not isinstance(space, EuclideanSpace) or not space.is_particle_system:
+            raise ValueError("egnn needs a euclidean space with a particle structure (n_particles, spatial_dim)")
+        if is_multi_head(output_shapes):
+            raise ValueError("egnn has a single head; got several output shapes")
+        shape = torch.Size(output_shapes)
+        if shape == torch.Size([]):
+            self.scalar = True
+        elif shape == space.event_shape:
+            self.scalar = False
+        else:
+            raise ValueError(f"egnn outputs a vector of the event shape {tuple(space.event_shape)} or a scalar (); "
+                             f"got output shape {tuple(shape)}")
+        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
+            raise ValueError(f"hidden must be an integer >= 1, got {hidden!r}")
+        if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
+            raise ValueError(f"layers must be an integer >= 1, got {layers!r}")
+        if not float(distance_scale) > 0:
+            raise ValueError(f"distance_scale must be positive, got {distance_scale!r}")
+        self.n, self.D = space.n_particles, space.spatial_dim
+        self.distance_scale = float(distance_scale)
+        self.time = SinusoidalTimeEmbedding(time_embedding)
+        self.h0 = nn.Sequential(nn.Linear(time_embedding, hidden), _activation(activation), nn.Linear(hidden, hidden))
+        # the vector head reads only coordinates and the scalar head only node features, so the last
+        # layer skips the update nobody reads (every parameter then gets a gradient)
+        last = layers - 1
+        self.layers = nn.ModuleList(
+            _EGNNLayer(hidden, time_embedding, activation, update_nodes=self.scalar or i < last,
+                       update_coords=not self.scalar or i < last) for i in range(layers))
+        if self.scalar:
+            self.out = nn.Sequential(nn.Linear(hidden, hidden), _activation(activation), nn.Linear(hidden, 1))
+        mask = 1.0 - torch.eye(self.n)
+        self.register_buffer("mask", mask[None, :, :, None], persistent=False)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        B = x.shape[0]
+        p = x.float().reshape(B, self.n, self.D)
+        p = p - p.mean(1, keepdim=True)
+        p0 = p
+        temb = self.time(t)
+        h = self.h0(temb)[:, None, :].expand(B, self.n, -1)
+        for layer in self.layers:
+            h, p = layer(h, p, temb, self.mask, self.distance_scale)
+        if self.scalar:
+            return self.out(h).squeeze(-1).sum(-1)
+        v = p - p0
+        v = v - v.mean(1, keepdim=True)
+        return v.reshape(B, self.n * self.D)
+
+
+def build_egnn(space: EuclideanSpace, output_shapes: Any, hidden: int = 64, layers: int = 4, time_embedding: int = 32,
+               activation: str = "silu", distance_scale: float = 1.0) -> nn.Module:
+    """E(n)-equivariant GNN for particle systems (equivariant velocity or invariant scalar)."""
+    return EGNN(space, output_shapes, hidden=hidden, layers=layers, time_embedding=time_embedding,
+                activation=activation, distance_scale=distance_scale)

@@ -1,0 +1,250 @@
+r"""Gaussian conditional paths on R^d: linear (cond-OT) and variance exploding (VE).
+
+Both are *Gaussian bridges*: for 0 ≤ t ≤ r ≤ 1
+
+    p_{t|r}(x | x_r) = N(x; a(t, r) · x_r, v(t, r) · I),          p_{t|1} is the case r = 1,
+
+with scalar coefficients a, v (per row, shape (B,)). Everything the estimators and generators need
+follows from a, v and their t-derivatives ȧ = ∂a/∂t, v̇ = ∂v/∂t:
+
+- proposal (the bridge read as a density of x_r):   q(x_r | x_t) = N(x_t / a, (v / a²) I),
+  log normalizer log Z_{r|t}(x_t) = log ∫ p_{t|r}(x_t | x_r) dx_r = −d_free · log a;
+- conditional velocity of the bridge s ↦ p_{s|r}(· | x_r) at s = t (x_s = a x_r + √v ε):
+  u_t(x | x_r) = ȧ x_r + (v̇ / 2v)(x − a x_r)  =  α_u x_r + β_u x,
+  α_u = ȧ − a v̇/(2v),  β_u = v̇/(2v);
+- conditional score ∇_x log p_{t|r}(x | x_r) = −(x − a x_r)/v = α_s x_r + β_s x,  α_s = a/v, β_s = −1/v.
+
+The affine forms (:meth:`GaussianBridgePath.velocity_affine`, :meth:`GaussianBridgePath.score_affine`)
+let a generator compute Σ_k w_k T(x_t | x_r^k) = α Σ_k w_k x_r^k + β (Σ_k w_k) x_t with one einsum,
+without a per-proposal target tensor.
+
+On a ``zero_com`` particle space every Gaussian noise is projected onto the centre-of-mass-free
+subspace, and ``d_free = (n − 1)·D``; otherwise d_free = d.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from egm_framework.interfaces import ConditionalPath
+
+from .space import EuclideanSpace
+
+__all__ = ["GaussianBridgePath", "CondOTPath", "VEPath"]
+
+
+def _bc(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """(B,) -> (B, 1, …) broadcastable against x: (B, …)."""
+    return v.view(v.shape[0], *([1] * (x.dim() - 1)))
+
+
+def _as_float(value: Any, what: str) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"{what} must be a number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a number, got {value!r}") from None
+
+
+class GaussianBridgePath(ConditionalPath):
+    """Base class: a path given by the bridge coefficients a(t, r), v(t, r) (see module docstring).
+
+    Subclasses implement :meth:`coefficients` and :meth:`prior_sample`.
+    Shapes: x_t, x_1: (B, d); t, r: (B,); proposals (B, n, d).
+    """
+
+    def __init__(self, space: EuclideanSpace):
+        if not isinstance(space, EuclideanSpace):
+            raise ValueError(f"path {type(self).__name__} needs a euclidean state space, got {type(space).__name__}")
+        super().__init__(space)
+
+    # ------------------------------------------------------------------ coefficients
+    def coefficients(self, t: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(a, ȧ, v, v̇) of the bridge p_{t|r}, each (B,); derivatives are with respect to t."""
+        raise NotImplementedError
+
+    def _noise(self, shape, generator: torch.Generator, device, dtype=torch.float32) -> torch.Tensor:
+        eps = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+        return self.space.project(eps)
+
+    # ------------------------------------------------------------------ ConditionalPath
+    def sample_xt(self, x1: torch.Tensor, t: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """x_t = a(t,1) x_1 + √v(t,1) ε. x_1: (B, d), t: (B,) -> (B, d)."""
+        a, _, v, _ = self.coefficients(t, torch.ones_like(t))
+        eps = self._noise(x1.shape, generator, x1.device, x1.dtype)
+        return _bc(a, x1).to(x1.dtype) * x1 + _bc(v.clamp_min(0).sqrt(), x1).to(x1.dtype) * eps
+
+    def sample_bridge(self, x_r: torch.Tensor, t: torch.Tensor, r: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """x_t ~ p_{t|r}(· | x_r) = N(a x_r, v I). x_r: (B, d) -> (B, d)."""
+        a, _, v, _ = self.coefficients(t, r)
+        eps = self._noise(x_r.shape, generator, x_r.device, x_r.dtype)
+        return _bc(a, x_r) * x_r + _bc(v.clamp_min(0).sqrt(), x_r) * eps
+
+    def propose(self, x_t: torch.Tensor, t: torch.Tensor, r: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+        """x_r^k ~ N(x_t / a, (v / a²) I), k = 1..n. x_t: (B, d) -> (B, n, d)."""
+        a, _, v, _ = self.coefficients(t, r)
+        B, d = x_t.shape
+        eps = self._noise((B, n, d), generator, x_t.device, x_t.dtype)
+        inv_a = (1.0 / a).to(x_t.dtype)
+        std = (v.clamp_min(0).sqrt() / a).to(x_t.dtype)
+        return (inv_a[:, None] * x_t)[:, None, :] + std[:, None, None] * eps
+
+    def log_normalizer(self, x_t: torch.Tensor, t: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        """log Z_{r|t}(x_t) = −d_free · log a(t, r), (B,) (independent of x_t)."""
+        a, _, _, _ = self.coefficients(t, r)
+        return -self.space.free_dim * torch.log(a)
+
+    def bridge_log_prob(self, x_t: torch.Tensor, t: torch.Tensor, x_r: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        """log p_{t|r}(x_t | x_r) (density on the d_free-dimensional subspace). x_t, x_r: (B, d) -> (B,)."""
+        a, _, v, _ = self.coefficients(t, r)
+        diff = x_t - _bc(a, x_t) * x_r
+        k = self.space.free_dim
+        return -0.5 * (diff * diff).sum(-1) / v - 0.5 * k * torch.log(2 * math.pi * v)
+
+    # ------------------------------------------------------------------ conditional generators
+    def velocity_affine(self, t: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(α, β), each (B,), with u_t(x | x_r) = α x_r + β x the velocity of the bridge p_{·|r}(· | x_r)."""
+        a, ad, v, vd = self.coefficients(t, r)
+        beta = vd / (2 * v)
+        return ad - a * beta, beta
+
+    def score_affine(self, t: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(α, β), each (B,), with ∇_x log p_{t|r}(x | x_r) = α x_r + β x."""
+        a, _, v, _ = self.coefficients(t, r)
+        return a / v, -1.0 / v
+
+    def conditional_velocity(self, x_t: torch.Tensor, t: torch.Tensor, x_r: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        """u_t(x_t | x_r). x_t: (B, d), x_r: (B, d) or (B, n, d) -> shape of x_r."""
+        alpha, beta = self.velocity_affine(t, r)
+        return self._affine(alpha, beta, x_t, x_r)
+
+    def conditional_score(self, x_t: torch.Tensor, t: torch.Tensor, x_r: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        """∇_x log p_{t|r}(x_t | x_r). x_t: (B, d), x_r: (B, d) or (B, n, d) -> shape of x_r."""
+        alpha, beta = self.score_affine(t, r)
+        return self._affine(alpha, beta, x_t, x_r)
+
+    @staticmethod
+    def _affine(alpha, beta, x_t, x_r):
+        if x_r.dim() == x_t.dim() + 1:
+            return _bc(alpha, x_r) * x_r + _bc(beta, x_r) * x_t[:, None]
+        return _bc(alpha, x_r) * x_r + _bc(beta, x_r) * x_t
+
+    def natural_g2(self, t: torch.Tensor) -> torch.Tensor:
+        """The path's own squared diffusion coefficient g_t², (B,) (used by ``diffusion`` with g='ve')."""
+        raise ValueError(f"path {self.name or type(self).__name__!r} defines no natural diffusion coefficient; "
+                         "give the diffusion generator a constant g (a number)")
+
+
+class CondOTPath(GaussianBridgePath):
+    r"""Linear (conditional optimal-transport) path: x_t = t x_1 + (1 − t) x_0, x_0 ~ N(0, I).
+
+    p_{t|1}(x | x_1) = N(t x_1, (1 − t)² I). Bridge for t ≤ r ≤ 1:
+
+        p_{t|r}(x | x_r) = N((t/r) x_r, s² I),
+        s² = (1 − t)² − (t/r)²(1 − r)² = ((r − t)/r) · ((1 − t) + t(1 − r)/r)   (stable form),
+
+    which composes: with x_r = r x_1 + (1 − r) z, (t/r) x_r + s ε has mean t x_1 and variance
+    (t/r)²(1 − r)² + s² = (1 − t)². Proposal q(x_r | x_t) = N((r/t) x_t, (r/t)² s² I),
+    log Z_{r|t} = d log(r/t). Bridge velocity u = x_r / r + (v̇/2v)(x − (t/r) x_r) with
+    v̇ = −2(1 − t) − 2t((1 − r)/r)²; at r = 1 this is (x_1 − x)/(1 − t).
+
+    The proposal needs t > 0: training times are drawn from [t_min, t_max] (``train_time_range``);
+    the sampler integrates over [0, 1] (the network is then evaluated a little below t_min).
+    """
+
+    name = "cond_ot"
+
+    def __init__(self, space: EuclideanSpace, t_min: float = 0.01, t_max: float = 0.999):
+        super().__init__(space)
+        t_min = _as_float(t_min, "t_min")
+        t_max = _as_float(t_max, "t_max")
+        if not 0.0 < t_min < t_max < 1.0:
+            raise ValueError(f"cond_ot needs 0 < t_min < t_max < 1, got t_min={t_min}, t_max={t_max}")
+        self.t_min, self.t_max = t_min, t_max
+        self.train_time_range = (t_min, t_max)
+        self.sample_time_range = (0.0, 1.0)
+
+    def coefficients(self, t, r):
+        t = t.float()
+        r = r.float()
+        c = (1 - r) / r
+        a = t / r
+        ad = 1.0 / r
+        v = ((r - t) / r) * ((1 - t) + t * c)
+        vd = -2 * (1 - t) - 2 * t * c * c
+        return a, ad, v, vd
+
+    def prior_sample(self, n: int, generator: torch.Generator, device="cpu") -> torch.Tensor:
+        """x_0 ~ N(0, I) (projected on zero_com spaces). -> (n, d)."""
+        return self._noise((n, self.space.dim), generator, device)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "t_min": self.t_min, "t_max": self.t_max}
+
+
+class VEPath(GaussianBridgePath):
+    r"""Variance-exploding path: p_{t|1}(x | x_1) = N(x_1, σ_t² I),
+
+        σ_t² = σ_min² ((σ_max/σ_min)^{2(1 − t)} − 1),   σ_1 = 0,  σ_0² = σ_max² − σ_min².
+
+    Bridge p_{t|r}(x | x_r) = N(x_r, (σ_t² − σ_r²) I) (variances add, so it composes);
+    proposal N(x_t, (σ_t² − σ_r²) I), log Z = 0; velocity (dσ_t²/dt) / (2(σ_t² − σ_r²)) · (x − x_r);
+    score −(x − x_r)/(σ_t² − σ_r²). dσ_t²/dt = −2 log(σ_max/σ_min) (σ_t² + σ_min²) < 0.
+
+    Prior: N(0, σ_0² I). The exact t = 0 marginal is the target convolved with N(0, σ_0² I); using
+    the centred Gaussian instead is the usual VE approximation, good when σ_max is large against
+    the target's spread (σ_max = 2 suits targets of scale ~1; use larger σ_max for wide targets).
+    The generator diverges like (1 − t)^{−1/2} at t → 1, so training times stop at t_max.
+    """
+
+    name = "ve"
+
+    def __init__(self, space: EuclideanSpace, sigma_min: float = 0.01, sigma_max: float = 2.0,
+                 t_min: float = 0.0, t_max: float = 0.999):
+        super().__init__(space)
+        sigma_min = _as_float(sigma_min, "sigma_min")
+        sigma_max = _as_float(sigma_max, "sigma_max")
+        t_min = _as_float(t_min, "t_min")
+        t_max = _as_float(t_max, "t_max")
+        if not 0.0 < sigma_min < sigma_max:
+            raise ValueError(f"ve needs 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}")
+        if not 0.0 <= t_min < t_max < 1.0:
+            raise ValueError(f"ve needs 0 <= t_min < t_max < 1, got t_min={t_min}, t_max={t_max}")
+        self.sigma_min, self.sigma_max = sigma_min, sigma_max
+        self.log_rho = math.log(sigma_max / sigma_min)
+        self.t_min, self.t_max = t_min, t_max
+        self.train_time_range = (t_min, t_max)
+        self.sample_time_range = (0.0, 1.0)
+
+    def sigma2(self, t: torch.Tensor) -> torch.Tensor:
+        """σ_t², (B,)."""
+        return self.sigma_min ** 2 * torch.expm1(2 * (1 - t.float()) * self.log_rho)
+
+    def dsigma2_dt(self, t: torch.Tensor) -> torch.Tensor:
+        """dσ_t²/dt = −2 log(σ_max/σ_min) σ_min² (σ_max/σ_min)^{2(1 − t)}, (B,)."""
+        return -2 * self.log_rho * self.sigma_min ** 2 * torch.exp(2 * (1 - t.float()) * self.log_rho)
+
+    def coefficients(self, t, r):
+        t = t.float()
+        r = r.float()
+        one = torch.ones_like(t)
+        # σ_t² − σ_r² = σ_min² ρ^{2(1−r)} (ρ^{2(r−t)} − 1), stable for r → t
+        v = self.sigma_min ** 2 * torch.exp(2 * (1 - r) * self.log_rho) * torch.expm1(2 * (r - t) * self.log_rho)
+        return one, torch.zeros_like(t), v, self.dsigma2_dt(t)
+
+    def natural_g2(self, t: torch.Tensor) -> torch.Tensor:
+        """g_t² = −dσ_t²/dt: with it the diffusion drift is the reverse-time VE SDE drift (= 2u)."""
+        return -self.dsigma2_dt(t)
+
+    def prior_sample(self, n: int, generator: torch.Generator, device="cpu") -> torch.Tensor:
+        """x_0 ~ N(0, σ_0² I), σ_0² = σ_max² − σ_min². -> (n, d)."""
+        s0 = math.sqrt(self.sigma_max ** 2 - self.sigma_min ** 2)
+        return s0 * self._noise((n, self.space.dim), generator, device)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "sigma_min": self.sigma_min, "sigma_max": self.sigma_max,
+                "t_min": self.t_min, "t_max": self.t_max}
