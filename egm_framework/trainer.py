@@ -31,6 +31,7 @@ import torch
 
 from .assembly import Components, build_components, resolve_device
 from .config import RunConfig, config_from_dict, load_config_dict, to_toml
+from .errors import ConfigError
 from .errors import CheckpointError, EnergyEvaluationError, EGMError
 from .estimators import BootstrapEstimator, SNISEstimator, check_energy_output
 from .interfaces import simulate
@@ -141,6 +142,10 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, cosine)
         self.buffer = ReplayBuffer(tc.buffer_size)
         est = cfg.estimator
+        if est.kind == "bootstrap" and not getattr(self.comp.path, "supports_bootstrap", True):
+            raise ConfigError(
+                f"path {cfg.path.name!r} does not support bootstrapped estimation (its bridge generator has no "
+                "representation in this generator's parametrization); use estimator.kind = \"snis\" or another path")
         if est.kind == "bootstrap":
             self.estimator = BootstrapEstimator(self.comp.path, self.comp.generator, self.comp.energy,
                                                 self._intermediate_energy, delta=est.delta,

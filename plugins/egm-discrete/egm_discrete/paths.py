@@ -1,0 +1,207 @@
+"""Factorized mixture paths on categorical spaces (schedule κ_t = t).
+
+Both paths act site by site; for a bridge from time r down to t ≤ r write α = κ_t / κ_r ∈ [0, 1].
+
+``masked`` (alias ``absorbing``), prior = all-mask (token M = N):
+    p_{t|1}(x^i | x_1^i) = κ_t 1[x^i = x_1^i] + (1 − κ_t) 1[x^i = M]
+    p_{t|r}(x^i | x_r^i) = α 1[x^i = x_r^i] + (1 − α) 1[x^i = M]   (x_r^i ≠ M),   1[x^i = M]   (x_r^i = M)
+    Proposal q(x_r | x_t) ∝ p_{t|r}(x_t | x_r):
+      • an unmasked site of x_t is kept (only x_r^i = x_t^i has p > 0), per-site mass α;
+      • a masked site: for r < 1 the end point x_r^i ranges over N tokens (mass 1 − α each) and M
+        (mass 1), so Z^i = 1 + N(1 − α) and the site is unmasked to a uniform token with probability
+        N(1 − α) / (1 + N(1 − α)); for r = 1 the end point x_1 lies in the target's space (no mask),
+        so Z^i = N(1 − κ_t) and the site always gets a uniform token.
+    log Z_{r|t}(x_t) = n_unmasked · log α + n_masked · log(1 + N(1 − α))            (r < 1)
+                     = n_unmasked · log κ_t + n_masked · log(N(1 − κ_t))            (r = 1)
+
+``uniform``, prior = uniform tokens:
+    p_{t|r}(x^i | x_r^i) = α 1[x^i = x_r^i] + (1 − α)/N
+    Σ_y p_{t|r}(x^i | y) = α + (1 − α) = 1, so log Z = 0 and the proposal per site is "keep x_t^i with
+    probability α, else draw a uniform token" (x_t^i itself then has mass α + (1 − α)/N).
+
+Bridge generators and the denoiser target. The CTMC rate generating the bridge p_{s|r}(· | x_r) for
+s ≤ r is κ̇_s/(κ_r − κ_s) (δ_{x_r^i} − δ_{x^i}) per site (0 where x_r^i = M); the marginal rate in
+denoiser form is κ̇_t/(1 − κ_t) (D^i − δ_{x^i}). Matching the two off the diagonal gives
+    D^i = a E[onehot(x_r^i)] + b onehot(x_t^i),   a = (1 − κ_t)/(κ_r − κ_t),   b = 1 − a
+(onehot over real tokens only: a proposal site still masked contributes nothing); b fixes the
+normalization on the diagonal (irrelevant on masked sites, where x_t^i = M is not a real token).
+At r = 1, a = 1 and b = 0.
+
+Bootstrapping (r < 1) and the denoiser. For the masked path the bridge-averaged rate *equals* the
+denoiser rate: a·P(x_r^i = y | x_t) = P(x_1^i = y | x_t) exactly, so bootstrapped targets are unbiased
+denoiser targets (``supports_bootstrap = True``). For the uniform path it does not: the bridge-averaged
+rate is another valid generator of the same marginals (it differs from the denoiser one by a
+probability-flux circulation, off-diagonal entries shifted by a constant per site), and its
+"denoiser" a·P(x_r = y | x_t) (y ≠ x) can have off-diagonal mass > 1 (e.g. small κ_t), which no
+distribution D represents. So the uniform path supports plain EGM (r = 1) only:
+``supports_bootstrap = False``; trainers should refuse bootstrapped training with it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from egm_framework.interfaces import ConditionalPath
+
+from .space import as_categorical
+
+
+def _bc(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(B,) -> (B, 1, ..., 1) broadcastable against ``like`` (B, ...)."""
+    return v.view(v.shape[0], *([1] * (like.dim() - 1)))
+
+
+class FactorizedMixturePath(ConditionalPath):
+    """Shared machinery of the masked and uniform paths (κ_t = t)."""
+
+    #: training times (t ≤ 0.999 keeps κ_r − κ_t > 0 and the rate κ̇/(1 − κ) finite)
+    train_time_range = (0.0, 0.999)
+    sample_time_range = (0.0, 1.0)
+    uses_mask = False
+    #: whether bridge proposals to r < 1 give unbiased denoiser targets (see the module docstring)
+    supports_bootstrap = False
+
+    def __init__(self, space):
+        space = as_categorical(space, f"path {self.name!r}")
+        super().__init__(space)
+        self.shape = torch.Size(space.event_shape)
+        self.vocab = int(space.vocab)
+        self.mask_token = self.vocab
+        self.num_sites = int(math.prod(self.shape))
+
+    # ----------------------------------------------------------------- schedule
+    @staticmethod
+    def kappa(t: torch.Tensor) -> torch.Tensor:
+        """κ_t = t."""
+        return t
+
+    @staticmethod
+    def kappa_dot(t: torch.Tensor) -> torch.Tensor:
+        """κ̇_t = 1."""
+        return torch.ones_like(t)
+
+    def alpha(self, t: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        """α = κ_t / κ_r (B,), 0 where κ_r = 0."""
+        kr = self.kappa(r)
+        return torch.where(kr > 0, self.kappa(t) / torch.clamp(kr, min=torch.finfo(kr.dtype).tiny),
+                           torch.zeros_like(kr))
+
+    def denoiser_target_affine(self, t: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(a, b), each (B,): the denoiser-space target of one proposal x_r is
+        a·onehot(x_r^i) + b·onehot(x_t^i), a = (1 − κ_t)/(κ_r − κ_t), b = 1 − a (a = 1, b = 0 at r = 1)."""
+        kt, kr = self.kappa(t), self.kappa(r)
+        gap = torch.clamp(kr - kt, min=torch.finfo(kt.dtype).tiny)
+        a = torch.where(r >= 1, torch.ones_like(kt), (1 - kt) / gap)
+        return a, 1 - a
+
+    def active_sites(self, x: torch.Tensor) -> torch.Tensor:
+        """Bool (B, *shape): sites the process can still change."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- densities
+    def site_log_kernel(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        """Elementwise log p_{t|r}(x^i | x_r^i = y^i); all arguments broadcast together."""
+        raise NotImplementedError
+
+    def log_bridge(self, x: torch.Tensor, t: torch.Tensor, x_r: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        """log p_{t|r}(x | x_r) = Σ_i log p_{t|r}(x^i | x_r^i). x, x_r: (B, *shape), t, r: (B,) -> (B,)."""
+        lp = self.site_log_kernel(x, _bc(t, x), x_r, _bc(r, x))
+        return lp.reshape(x.shape[0], -1).sum(-1)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "schedule": "kappa_t = t", "vocab": self.vocab, "shape": list(self.shape)}
+
+
+class MaskedPath(FactorizedMixturePath):
+    """Absorbing ("masked") path: prior all-mask, sites unmask to their x_1 value at rate κ̇/(1 − κ)."""
+
+    name = "masked"
+    uses_mask = True
+    supports_bootstrap = True
+
+    def active_sites(self, x: torch.Tensor) -> torch.Tensor:
+        return x == self.mask_token
+
+    def prior_sample(self, n, generator, device="cpu"):
+        return torch.full((n, *self.shape), self.mask_token, dtype=torch.long, device=device)
+
+    def sample_xt(self, x1, t, generator):
+        keep = torch.rand(x1.shape, generator=generator, device=x1.device) < _bc(self.kappa(t), x1)
+        return torch.where(keep, x1, torch.full_like(x1, self.mask_token))
+
+    def site_log_kernel(self, x, t, y, r):
+        alpha = torch.where(self.kappa(r) > 0, self.kappa(t) / torch.clamp(self.kappa(r), min=1e-30),
+                            torch.zeros_like(self.kappa(r)))
+        M = self.mask_token
+        x_m, y_m = x == M, y == M
+        ninf = torch.tensor(-math.inf, dtype=alpha.dtype, device=alpha.device)
+        zero = torch.zeros((), dtype=alpha.dtype, device=alpha.device)
+        from_token = torch.where(x == y, torch.log(alpha), torch.where(x_m, torch.log1p(-alpha), ninf))
+        return torch.where(y_m, torch.where(x_m, zero, ninf), from_token)
+
+    def propose(self, x_t, t, r, n, generator):
+        B = x_t.shape[0]
+        out_shape = (B, n, *self.shape)
+        alpha = self.alpha(t, r)
+        N = self.vocab
+        # probability that a masked site is unmasked in the proposal; 1 at r = 1
+        p_un = torch.where(r >= 1, torch.ones_like(alpha), N * (1 - alpha) / (1 + N * (1 - alpha)))
+        u = torch.rand(out_shape, generator=generator, device=x_t.device)
+        tok = torch.randint(0, N, out_shape, generator=generator, device=x_t.device)
+        xt = x_t.unsqueeze(1).expand(out_shape)
+        fill = torch.where(u < p_un.view(B, 1, *([1] * len(self.shape))), tok, xt)
+        return torch.where(xt == self.mask_token, fill, xt)
+
+    def log_normalizer(self, x_t, t, r):
+        masked = (x_t == self.mask_token).reshape(x_t.shape[0], -1)
+        n_m = masked.sum(-1).to(t.dtype)
+        n_u = self.num_sites - n_m
+        kt = self.kappa(t)
+        alpha = self.alpha(t, r)
+        N = self.vocab
+        bridge = torch.xlogy(n_u, alpha) + n_m * torch.log1p(N * (1 - alpha))
+        final = torch.xlogy(n_u, kt) + torch.xlogy(n_m, N * (1 - kt))
+        return torch.where(r >= 1, final, bridge)
+
+
+class UniformPath(FactorizedMixturePath):
+    """Uniform-noise path: prior uniform tokens, p_{t|1}(x^i|x_1^i) = κ_t 1[x^i = x_1^i] + (1 − κ_t)/N.
+
+    Plain EGM only (``supports_bootstrap = False``): with r < 1 the affine denoiser target of
+    :meth:`denoiser_target_affine` describes the bridge generator, not the denoiser.
+    """
+
+    name = "uniform"
+
+    def active_sites(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ones_like(x, dtype=torch.bool)
+
+    def prior_sample(self, n, generator, device="cpu"):
+        return torch.randint(0, self.vocab, (n, *self.shape), generator=generator, device=device)
+
+    def _keep_or_uniform(self, x: torch.Tensor, keep_prob: torch.Tensor, generator) -> torch.Tensor:
+        """Per site: keep x with probability keep_prob (broadcast), else a uniform token."""
+        u = torch.rand(x.shape, generator=generator, device=x.device)
+        tok = torch.randint(0, self.vocab, x.shape, generator=generator, device=x.device)
+        return torch.where(u < keep_prob, x, tok)
+
+    def sample_xt(self, x1, t, generator):
+        return self._keep_or_uniform(x1, _bc(self.kappa(t), x1), generator)
+
+    def site_log_kernel(self, x, t, y, r):
+        alpha = torch.where(self.kappa(r) > 0, self.kappa(t) / torch.clamp(self.kappa(r), min=1e-30),
+                            torch.zeros_like(self.kappa(r)))
+        N = self.vocab
+        return torch.where(x == y, torch.log(alpha + (1 - alpha) / N), torch.log((1 - alpha) / N))
+
+    def propose(self, x_t, t, r, n, generator):
+        B = x_t.shape[0]
+        xt = x_t.unsqueeze(1).expand(B, n, *self.shape)
+        alpha = self.alpha(t, r).view(B, 1, *([1] * len(self.shape)))
+        return self._keep_or_uniform(xt, alpha, generator)
+
+    def log_normalizer(self, x_t, t, r):
+        # Σ_y p_{t|r}(x^i | y) = α + N (1 − α)/N = 1 per site
+        return torch.zeros(x_t.shape[0], dtype=t.dtype, device=t.device)

@@ -1,0 +1,38 @@
+"""egm-discrete's hook implementations (components live in their own modules)."""
+
+from egm_framework import hookimpl
+
+from .energies import IsingEnergy, PottsEnergy
+from .generator import JumpGenerator
+from .networks import build_lattice_conv
+from .paths import MaskedPath, UniformPath
+from .space import CategoricalSpace
+
+
+@hookimpl
+def register_state_spaces(register):
+    register("categorical", CategoricalSpace, summary="tokens 0..N-1 on a grid of sites (mask token N)")
+
+
+@hookimpl
+def register_energies(register):
+    register("ising", IsingEnergy, summary="L×L periodic Ising model, E = β(−J Σ s_i s_j − h Σ s_i)")
+    register("potts", PottsEnergy, summary="L×L periodic q-state Potts model, E = −βJ Σ 1[x_i = x_j]")
+
+
+@hookimpl
+def register_paths(register):
+    register("masked", MaskedPath, aliases=("absorbing",),
+             summary="masked (absorbing) jump path, prior all-mask, κ_t = t")
+    register("uniform", UniformPath, summary="uniform-noise jump path, prior uniform tokens, κ_t = t")
+
+
+@hookimpl
+def register_generators(register):
+    register("jump", JumpGenerator, summary="CTMC jump rates from a denoiser (logits per site)")
+
+
+@hookimpl
+def register_networks(register):
+    register("lattice_conv", build_lattice_conv,
+             summary="periodic CNN on 2-D lattices with a time embedding (per-site logits or scalar)")
