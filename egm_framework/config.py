@@ -131,6 +131,8 @@ class TrainConfig:
     eval_samples: int = attrs.field(default=500, validator=_num(2, integer=True))
     #: log averaged loss/ESS every this many inner steps
     log_every: int = attrs.field(default=25, validator=_num(1, integer=True))
+    #: stop training after this many seconds (then checkpoint and evaluate); None: no limit
+    max_seconds: float | None = attrs.field(default=None, validator=_num(0, lo_open=True, optional=True))
     progress: bool = True
 
     @device.validator

@@ -50,7 +50,7 @@ def evaluate_trainer(trainer: "Trainer", num_samples: int | None = None, steps: 
     sample_time = time.perf_counter() - t0
     energy = trainer.comp.energy
     try:
-        ref, ref2, method = ground_truth_sets(energy, n, cfg.eval.ground_truth_seed, "cpu",
+        ref, ref2, method = ground_truth_sets(energy, n, cfg.eval.ground_truth_seed, trainer.device,
                                               trainer.run_dir / "ground_truth.pt" if write else None)
     except NotImplementedError:
         ref = ref2 = None

@@ -136,7 +136,7 @@ class Trainer:
         floor = tc.lr_final / tc.lr
 
         def cosine(step: int) -> float:
-            frac = min(1.0, step / max(1, self.total_steps))
+            frac = min(1.0, max(step / max(1, self.total_steps), self._time_fraction()))
             return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * frac))
 
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, cosine)
@@ -156,10 +156,19 @@ class Trainer:
         self.step = 0
         self.outer = 0
         self.elapsed = 0.0
+        self._t0: float | None = None
         self._checked_energy = False
         self._reset_stats()
 
     # ------------------------------------------------------------------ pieces
+    def _time_fraction(self) -> float:
+        """Share of train.max_seconds used so far (0 without a time budget): with a budget the cosine
+        schedule runs on whichever of steps and time is further along, so it ends when time runs out."""
+        limit = self.cfg.train.max_seconds
+        if not limit or getattr(self, "_t0", None) is None:
+            return 0.0
+        return (self.elapsed + time.perf_counter() - self._t0) / limit
+
     def _intermediate_energy(self, x: State, r: torch.Tensor) -> torch.Tensor:
         return self.energy_ema(x, r)
 
@@ -314,13 +323,17 @@ class Trainer:
         latest: dict[str, Any] = {}
         try:
             while self.outer < tc.outer_iterations:
-                t0 = time.perf_counter()
+                t0 = self._t0 = time.perf_counter()
                 self.refill_buffer()
+                out_of_time = False
                 for _ in range(tc.inner_iterations):
+                    if tc.max_seconds is not None and self.elapsed + time.perf_counter() - t0 > tc.max_seconds:
+                        out_of_time = True
+                        break
                     self.train_step()
                     if self.step % tc.log_every == 0 or _ == tc.inner_iterations - 1:
                         self.elapsed += time.perf_counter() - t0
-                        t0 = time.perf_counter()
+                        t0 = self._t0 = time.perf_counter()
                         rec = self._flush_stats()
                         self._log(rec)
                         if bar is not None:
@@ -328,6 +341,7 @@ class Trainer:
                     if bar is not None:
                         bar.update(1)
                 self.elapsed += time.perf_counter() - t0
+                self._t0 = None
                 self.outer += 1
                 if tc.eval_every and self.outer % tc.eval_every == 0 and self.outer < tc.outer_iterations:
                     from .evaluation import evaluate_trainer
@@ -335,6 +349,13 @@ class Trainer:
                                          write=False)
                     self._log({"step": self.step, "outer": self.outer, "eval": m})
                     latest = {k: f"{m[k]:.3g}" for k in ("E-W1",) if k in m}
+                if out_of_time:
+                    if self._count:
+                        self._log(self._flush_stats())
+                    self.save_checkpoint()
+                    print(f"train.max_seconds = {tc.max_seconds} reached after {self.step} steps; evaluating",
+                          file=sys.stderr)
+                    break
                 if self.outer % tc.checkpoint_every == 0 or self.outer == tc.outer_iterations:
                     self.save_checkpoint()
         finally:

@@ -60,6 +60,17 @@ class GeneratorParametrization(ABC):
         """One integration step; the default evaluates the model once (higher-order schemes override)."""
         return self.step_from_output(path, x, t, t_next, model(x, t), generator)
 
+    def sample(self, model: ModelFn, path: ConditionalPath, n: int, steps: int, generator: torch.Generator,
+               device: torch.device | str = "cpu") -> State:
+        """Draw n samples: integrate from the prior (t = 0) to t = 1 on a uniform grid of ``steps``
+        steps. A parametrization with an exact or cheaper simulation for some paths overrides this."""
+        x = path.prior_sample(n, generator, device)
+        grid = time_grid(path, steps, device)
+        ones = torch.ones(n, device=device)
+        for i in range(steps):
+            x = self.step(model, path, x, grid[i] * ones, grid[i + 1] * ones, generator)
+        return x
+
     def describe(self) -> dict:
         return {"name": self.name}
 
@@ -74,10 +85,6 @@ def simulate(
     generator_param: GeneratorParametrization, model: ModelFn, path: ConditionalPath, n: int, steps: int,
     generator: torch.Generator, device: torch.device | str = "cpu",
 ) -> State:
-    """Draw n samples by integrating the process from the prior (t = 0) to t = 1 in ``steps`` steps."""
-    x = path.prior_sample(n, generator, device)
-    grid = time_grid(path, steps, device)
-    ones = torch.ones(n, device=device)
-    for i in range(steps):
-        x = generator_param.step(model, path, x, grid[i] * ones, grid[i + 1] * ones, generator)
-    return x
+    """Draw n samples by simulating the process from the prior (t = 0) to t = 1 (see
+    :meth:`GeneratorParametrization.sample`)."""
+    return generator_param.sample(model, path, n, steps, generator, device)

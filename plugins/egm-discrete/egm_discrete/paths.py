@@ -82,6 +82,11 @@ class FactorizedMixturePath(ConditionalPath):
         """κ̇_t = 1."""
         return torch.ones_like(t)
 
+    @staticmethod
+    def kappa_inverse(k: torch.Tensor) -> torch.Tensor:
+        """t with κ_t = k (the time at which a site with uniform draw k leaves the mask)."""
+        return k
+
     def alpha(self, t: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         """α = κ_t / κ_r (B,), 0 where κ_r = 0."""
         kr = self.kappa(r)
@@ -146,13 +151,16 @@ class MaskedPath(FactorizedMixturePath):
         out_shape = (B, n, *self.shape)
         alpha = self.alpha(t, r)
         N = self.vocab
-        # probability that a masked site is unmasked in the proposal; 1 at r = 1
-        p_un = torch.where(r >= 1, torch.ones_like(alpha), N * (1 - alpha) / (1 + N * (1 - alpha)))
-        u = torch.rand(out_shape, generator=generator, device=x_t.device)
-        tok = torch.randint(0, N, out_shape, generator=generator, device=x_t.device)
-        xt = x_t.unsqueeze(1).expand(out_shape)
-        fill = torch.where(u < p_un.view(B, 1, *([1] * len(self.shape))), tok, xt)
-        return torch.where(xt == self.mask_token, fill, xt)
+        # One uniform draw v per site. A masked site's end point is one of N tokens with weight (1 − α)
+        # each or the mask with weight 1 (r < 1), or one of N tokens with equal weight (r = 1, no mask):
+        # with s = N + 1/(1 − α) (r < 1) or s = N (r = 1), ⌊v·s⌋ is token j < N with probability
+        # 1/s each and ≥ N (→ mask) otherwise. One random tensor instead of two: this is the hot path.
+        inv = 1.0 / torch.clamp(1 - alpha, min=1e-6)
+        scale = torch.where(r >= 1, torch.full_like(alpha, float(N)), torch.clamp(N + inv, max=1e6))
+        v = torch.rand(out_shape, generator=generator, device=x_t.device)
+        tok = v.mul_(scale.view(B, 1, *([1] * len(self.shape)))).to(torch.long).clamp_(max=self.mask_token)
+        xt = x_t.unsqueeze(1)
+        return torch.where(xt == self.mask_token, tok, xt)
 
     def log_normalizer(self, x_t, t, r):
         masked = (x_t == self.mask_token).reshape(x_t.shape[0], -1)

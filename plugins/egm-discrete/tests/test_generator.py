@@ -13,9 +13,11 @@ SPACE = CategoricalSpace([3, 3], 3)
 
 
 @pytest.mark.parametrize("cls", [MaskedPath, UniformPath])
-def test_weighted_target_matches_onehot_reference(cls, gen):
+@pytest.mark.parametrize("bmm_max_vocab", [8, 0], ids=["per-token-bmm", "scatter"])
+def test_weighted_target_matches_onehot_reference(cls, bmm_max_vocab, gen):
     path = cls(SPACE)
     gp = JumpGenerator()
+    gp.bmm_max_vocab = bmm_max_vocab  # both accumulation strategies
     B, K = 4, 7
     x1 = torch.randint(0, 3, (B, 3, 3), generator=gen)
     t = torch.tensor([0.1, 0.4, 0.6, 0.9])

@@ -55,6 +55,9 @@ class ProductPath(ConditionalPath):
                                      "{name = 'masked'}")
         self.continuous = reg.create("path", c_name, space.continuous, **c_params)
         self.discrete = reg.create("path", d_name, space.discrete, **d_params)
+        #: bootstrapping needs it from both parts (e.g. the uniform discrete path has no bootstrap target)
+        self.supports_bootstrap = bool(getattr(self.continuous, "supports_bootstrap", True)
+                                       and getattr(self.discrete, "supports_bootstrap", True))
         self.part_names = (c_name, d_name)
         self.spec = {"continuous": {"name": c_name, **c_params}, "discrete": {"name": d_name, **d_params}}
         self.train_time_range = _intersect(self.continuous.train_time_range, self.discrete.train_time_range,
