@@ -90,3 +90,22 @@ def build_components(cfg: RunConfig, registry: Registry | None = None, *, build_
                                         **cfg.energy_network.params)
     return Components(energy=energy, space=space, path=path, generator=gen, network=network,
                       energy_network=energy_network)
+
+
+def preflight(comp: Components, cfg: RunConfig, device) -> None:
+    """Simulate two samples for two steps with the untrained network and validate them: catches
+    components of different modalities (e.g. a flow generator on a categorical path) with a clear
+    message instead of an error deep inside training."""
+    g = torch.Generator(device=device)
+    g.manual_seed(0)
+    try:
+        with torch.no_grad():
+            x = comp.generator.sample(lambda s, t: comp.network(s, t), comp.path, 2, 2, g, device)
+        comp.space.validate(x)
+    except Exception as exc:  # noqa: BLE001 - reported as a configuration problem
+        raise ConfigError(
+            f"the components do not fit together: generator {cfg.generator.name!r} with path {cfg.path.name!r} and "
+            f"network {cfg.network.name!r} on state space {comp.space.name!r} (energy {cfg.energy.name!r}) failed a "
+            f"two-step trial simulation: {type(exc).__name__}: {exc}. Use a generator and path of the energy's "
+            "modality (see `egm components`).") from None
+

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -18,24 +20,53 @@ if TYPE_CHECKING:
     from .trainer import Trainer
 
 
+def shared_cache_dir() -> Path | None:
+    """``$EGM_CACHE_DIR`` or ``~/.cache/egm-framework``; ``EGM_CACHE_DIR=""`` turns the shared cache off."""
+    env = os.environ.get("EGM_CACHE_DIR")
+    if env is not None:
+        return Path(env) if env else None
+    return Path.home() / ".cache" / "egm-framework"
+
+
 def ground_truth_sets(energy, n: int, seed: int, device, cache: Path | None = None) -> tuple[State, State, str]:
-    """Two independent ground-truth sets of size n (the second gives the noise floor), cached on disk."""
-    key = {"energy": energy.describe(), "n": n, "seed": seed}
-    if cache is not None and cache.exists():
-        d = torch.load(cache, map_location="cpu", weights_only=True)
-        if d.get("key") == json.dumps(key, sort_keys=True, default=str):
-            return from_saveable(d["a"]), from_saveable(d["b"]), d["method"]
+    """Two independent ground-truth sets of size n (the second gives the noise floor).
+
+    Cached in the run folder (``cache``) and in a shared cache keyed by the energy's parameters, n, the
+    seed and the device type, so runs of the same target (plain and bootstrapped, say) share one
+    expensive Gibbs / Swendsen–Wang / MCMC set."""
+    key = {"energy": energy.describe(), "n": n, "seed": seed, "device": torch.device(device).type}
+    key_s = json.dumps(key, sort_keys=True, default=str)
+    shared = shared_cache_dir()
+    candidates = [c for c in (cache, shared / f"gt-{hashlib.sha256(key_s.encode()).hexdigest()[:20]}.pt"
+                              if shared is not None else None) if c is not None]
+    for c in candidates:
+        if c.exists():
+            try:
+                d = torch.load(c, map_location="cpu", weights_only=True)
+            except Exception:  # noqa: BLE001 - a damaged cache entry is recomputed
+                continue
+            if d.get("key") == key_s:
+                if c != cache and cache is not None:
+                    _save_gt(cache, d)
+                return from_saveable(d["a"]), from_saveable(d["b"]), d["method"]
     g = torch.Generator(device=device)
     g.manual_seed(seed)
     both = energy.ground_truth(2 * n, g, device)
     a, b = index(both, slice(0, n)), index(both, slice(n, 2 * n))
     method = energy.ground_truth_method
-    if cache is not None:
-        from .trainer import atomic_save
-
-        atomic_save({"key": json.dumps(key, sort_keys=True, default=str), "a": to_saveable(a),
-                     "b": to_saveable(b), "method": method}, cache)
+    record = {"key": key_s, "a": to_saveable(a), "b": to_saveable(b), "method": method}
+    for c in candidates:
+        _save_gt(c, record)
     return tree_map(lambda v: v.cpu(), a), tree_map(lambda v: v.cpu(), b), method
+
+
+def _save_gt(path: Path, record: dict) -> None:
+    from .trainer import atomic_save
+
+    try:
+        atomic_save(record, path)
+    except OSError:  # a read-only or full cache folder only costs a recomputation next time
+        pass
 
 
 def evaluate_trainer(trainer: "Trainer", num_samples: int | None = None, steps: int | None = None,

@@ -83,7 +83,8 @@ def compare(energy, samples: State, reference: State, reference2: State | None =
     out.update({k: float(v) for k, v in extra.items()})
     if reference2 is not None and extra:
         floor = energy.extra_metrics(reference2, reference)
-        out.update({f"{k}/floor": float(v) for k, v in floor.items() if k in extra})
+        refs = getattr(energy, "reference_metrics", frozenset())
+        out.update({f"{k}/{'reference' if k in refs else 'floor'}": float(v) for k, v in floor.items() if k in extra})
     return out
 
 

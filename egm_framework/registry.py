@@ -21,6 +21,20 @@ KIND_LABEL = {"state_space": "state space", "energy": "energy", "path": "path", 
               "network": "network"}
 
 
+#: where the first-party components live, for "install the plugin" hints when one is missing
+FIRST_PARTY: dict[str, dict[str, str]] = {
+    "state_space": {"categorical": "egm-discrete", "euclidean": "egm-continuous", "product": "egm-mixed"},
+    "energy": {"ising": "egm-discrete", "potts": "egm-discrete", "gaussian": "egm-continuous",
+               "gmm25": "egm-continuous", "gmm40": "egm-continuous", "dw4": "egm-continuous",
+               "gb_rbm": "egm-mixed", "joint_mog": "egm-mixed", "joint_dw4": "egm-mixed"},
+    "path": {"masked": "egm-discrete", "uniform": "egm-discrete", "cond_ot": "egm-continuous",
+             "ve": "egm-continuous", "product": "egm-mixed"},
+    "generator": {"jump": "egm-discrete", "flow": "egm-continuous", "diffusion": "egm-continuous",
+                  "product": "egm-mixed"},
+    "network": {"lattice_conv": "egm-discrete", "egnn": "egm-continuous"},
+}
+
+
 @attrs.frozen(kw_only=True)
 class ComponentInfo:
     kind: str
@@ -139,8 +153,14 @@ class Registry:
         if failed:
             msg += " Plugins that failed to load: " + "; ".join(
                 f"{r.name} ({r.distribution or r.module}): {r.error}" for r in failed) + "."
-        msg += (f" If the {label} comes from a plugin, install it (e.g. `pip install egm-discrete`) "
-                "and check `egm plugins`.")
+        provider = FIRST_PARTY.get(kind, {}).get(str(name))
+        if provider:
+            msg += (f" The {label} {name!r} is provided by the plugin distribution {provider!r}: install it "
+                    f"(`pip install {provider}`, or `pip install -e plugins/{provider}` in a checkout) and check "
+                    "`egm plugins`.")
+        else:
+            msg += (f" If the {label} comes from a plugin, install it (e.g. `pip install egm-discrete`) "
+                    "and check `egm plugins`.")
         return msg
 
     # ------------------------------------------------------------------ creation

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .assembly import Components, build_components, resolve_device
+from .assembly import Components, build_components, preflight, resolve_device
 from .config import RunConfig, config_from_dict, load_config_dict, to_toml
 from .errors import ConfigError
 from .errors import CheckpointError, EnergyEvaluationError, EGMError
@@ -125,6 +125,7 @@ class Trainer:
         self.model = self.comp.network.to(self.device)
         self.energy_net = self.comp.energy_network.to(self.device) if self.comp.energy_network is not None else None
         self.energy_ema = copy.deepcopy(self.energy_net).requires_grad_(False) if self.energy_net is not None else None
+        preflight(self.comp, cfg, self.device)
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(tc.seed)
         self.host_rng = np.random.default_rng(tc.seed)
@@ -300,8 +301,8 @@ class Trainer:
 
     @torch.no_grad()
     def _update_ema(self) -> None:
-        start = self.cfg.estimator.energy_ema_start * self.total_steps
-        decay = self.cfg.estimator.energy_ema_decay if self.step >= start else 0.0
+        progress = max(self.step / max(1, self.total_steps), self._time_fraction())
+        decay = self.cfg.estimator.energy_ema_decay if progress >= self.cfg.estimator.energy_ema_start else 0.0
         ema_p = list(self.energy_ema.parameters())
         p = [q.detach() for q in self.energy_net.parameters()]
         torch._foreach_lerp_(ema_p, p, 1.0 - decay)
@@ -319,7 +320,7 @@ class Trainer:
         if tc.progress:
             from tqdm.auto import tqdm
             bar = tqdm(total=self.total_steps, initial=self.step, desc=self.cfg.name, dynamic_ncols=True,
-                       file=sys.stderr)
+                       file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 30.0)
         latest: dict[str, Any] = {}
         try:
             while self.outer < tc.outer_iterations:

@@ -50,6 +50,10 @@ class Energy(ABC):
         give each metric its noise floor."""
         return {}
 
+    #: keys of :meth:`extra_metrics` that are values to compare with ground truth (a count, a share),
+    #: not distances: their ground-truth value is reported as ``key/reference`` instead of a noise floor
+    reference_metrics: frozenset[str] = frozenset()
+
     def figures(self, samples: State, reference: State, out_dir) -> list[str]:
         """Write task-specific figures into ``out_dir``; return their file names."""
         return []

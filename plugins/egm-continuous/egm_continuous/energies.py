@@ -237,6 +237,9 @@ class GaussianMixtureEnergy(_ContinuousEnergy):
     def observables(self, x):
         return {"radius": x.norm(dim=-1)}
 
+    #: values compared with the ground truth's own (not distances): reported with /reference
+    reference_metrics = frozenset({"mode_coverage"})
+
     def extra_metrics(self, samples, reference):
         m = mode_metrics(samples, self.means, self.weights, self.coverage_min_fraction)
         m["x_w2"] = x_w2(samples, reference)
