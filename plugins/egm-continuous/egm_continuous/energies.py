@@ -26,7 +26,7 @@ import torch
 
 from egm_framework.interfaces import Energy
 
-from .mcmc import mala
+from egm_framework.mcmc import mala
 from .metrics import mode_metrics, w1_1d, x_w2
 
 __all__ = ["GaussianEnergy", "GaussianMixtureEnergy", "GMM25Energy", "GMM40Energy", "DoubleWellEnergy"]
@@ -304,7 +304,7 @@ class DoubleWellEnergy(Energy):
     permutations; lives on the centre-of-mass-free subspace (space ``zero_com=True``). x: (B, n·D),
     particle i at coordinates i·D … i·D + D − 1.
 
-    Ground truth: MALA (truncated drift, see :mod:`egm_continuous.mcmc`) with ``gt_chains`` parallel chains started from N(0, 2²I) projected to zero
+    Ground truth: MALA (truncated drift, see :mod:`egm_framework.mcmc`) with ``gt_chains`` parallel chains started from N(0, 2²I) projected to zero
     centre of mass, step size adapted during ``gt_burn_in`` steps (target acceptance 0.6) then frozen,
     one state kept every ``gt_thin`` steps per chain.
     """

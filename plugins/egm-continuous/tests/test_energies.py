@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from egm_continuous.energies import DoubleWellEnergy, GaussianEnergy, GMM25Energy, GMM40Energy
-from egm_continuous.mcmc import mala
+from egm_framework.mcmc import mala
 from egm_continuous.metrics import mode_metrics, w1_1d, w2_1d, x_w2
 
 #: long-run reference for DW-4 (T = 1): MALA, 4000 chains, burn-in 5000, 40000 kept states -> <E> = −9.750 ± 0.008,

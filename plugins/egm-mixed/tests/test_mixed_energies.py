@@ -12,7 +12,7 @@ import torch
 from egm_framework.errors import ConfigError
 from egm_framework.states import MixedState
 from egm_mixed.energies import GaussBernoulliRBM, JointDW4, JointMoG
-from egm_mixed.mcmc import mala_step
+from egm_framework.mcmc import mala_step
 
 
 # ------------------------------------------------------------------------------------------- gb_rbm

@@ -11,7 +11,7 @@ import torch
 from egm_framework.interfaces import Energy
 from egm_framework.states import MixedState
 
-from ..mcmc import mala_step
+from egm_framework.mcmc import mala_step
 from ._common import DeviceCache, as_numpy, float_list, new_figure, parts, save, tv_histograms, wasserstein_1d
 
 PAIR_LABELS = ("00", "01", "11")
@@ -29,7 +29,7 @@ class JointDW4(Energy):
 
     Ground truth: Metropolis-within-Gibbs on ``n_chains`` parallel chains. One sweep = one MALA step on all
     coordinates given τ (proposal x' = x − ε∇U + √(2ε) P ξ with P the centre-of-mass projection, and the
-    exact MH correction with the proposal densities both ways; see :func:`egm_mixed.mcmc.mala_step`) and
+    exact MH correction with the proposal densities both ways; see :func:`egm_framework.mcmc.mala_step`) and
     then an exact Gibbs update of each type τ_i given x and the other types (systematic scan,
     P(τ_i = 1 | ·) = σ(U_i(τ_i = 0) − U_i(τ_i = 1))). The step size ε is adapted during burn-in toward
     ``target_accept`` and frozen afterwards; after ``burn_in`` sweeps every ``thin``-th state of each chain is kept.
