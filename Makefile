@@ -14,7 +14,7 @@ PLUGINS = plugins/egm-discrete plugins/egm-continuous plugins/egm-mixed
 $(STAMP): pyproject.toml plugins/egm-discrete/pyproject.toml plugins/egm-continuous/pyproject.toml plugins/egm-mixed/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q --disable-pip-version-check $(TORCH)
-	$(PIP) install -q --disable-pip-version-check -e ".[test]" $(addprefix -e ,$(PLUGINS))
+	$(PIP) install -q --disable-pip-version-check "setuptools>=64" -e ".[test]" $(addprefix -e ,$(PLUGINS))
 	@touch $(STAMP)
 
 install: $(STAMP)

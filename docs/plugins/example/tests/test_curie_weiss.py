@@ -90,3 +90,24 @@ def test_lives_on_the_installed_categorical_space():
     x = energy.ground_truth(16, torch.Generator().manual_seed(1))
     space.validate(x)
     assert energy(x).shape == (16,)
+
+
+def test_curie_weiss_meets_the_shared_contract():
+    """The contract checks of egm_framework.testing, as the plugin guide shows (needs egm-discrete)."""
+    import pytest
+
+    import importlib
+
+    from egm_framework.errors import UnknownComponentError
+    from egm_framework.plugins import default_plugin_manager
+    from egm_framework.registry import Registry
+    from egm_framework.testing import check_components
+
+    importlib.invalidate_caches()  # the package may have been pip-installed earlier in this session
+    reg = Registry(default_plugin_manager())
+    try:
+        reg.get("energy", "curie_weiss")
+        reg.get("path", "masked")
+    except UnknownComponentError as exc:
+        pytest.skip(f"needs the installed example package and egm-discrete: {exc}")
+    check_components(reg, energy="curie_weiss", energy_params={"n_spins": 8}, path="masked", generator="jump")
