@@ -154,7 +154,13 @@ class Registry:
             msg += " Plugins that failed to load: " + "; ".join(
                 f"{r.name} ({r.distribution or r.module}): {r.error}" for r in failed) + "."
         provider = FIRST_PARTY.get(kind, {}).get(str(name))
-        if provider:
+        disabled = [r for r in self.manager.records.values() if r.status == "disabled"]
+        if disabled:
+            msg += (" Disabled by EGM_DISABLE_PLUGINS: " + ", ".join(
+                f"{r.name} ({r.distribution or r.module})" for r in disabled) + ".")
+        if provider and any(r.distribution == provider for r in disabled):
+            msg += f" The {label} {name!r} comes from {provider!r}, which is installed but disabled."
+        elif provider:
             msg += (f" The {label} {name!r} is provided by the plugin distribution {provider!r}: install it "
                     f"(`pip install {provider}`, or `pip install -e plugins/{provider}` in a checkout) and check "
                     "`egm plugins`.")

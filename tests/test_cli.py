@@ -95,15 +95,42 @@ def test_plugins_json():
     assert "register_energies" in recs["discrete"]["hooks"]
 
 
+WITHOUT_DISCRETE = """
+import sys
+import importlib_metadata
+from importlib import metadata as std_metadata
+real = importlib_metadata.entry_points
+
+def entry_points(**kw):  # the environment as if egm-discrete were not installed
+    return [ep for ep in real(**kw) if ep.value.split(".")[0] != "egm_discrete"]
+
+importlib_metadata.entry_points = entry_points
+std_metadata.entry_points = entry_points
+from egm_framework.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def test_missing_discrete_plugin_suggests_installing_it(tmp_path):
-    """A component living on the categorical space, asked for with egm-discrete absent."""
+    """A component living on the categorical space, asked for by name with egm-discrete's entry point
+    absent from the environment (as after `pip uninstall egm-discrete`)."""
     cfg = tmp_path / "c.toml"
     cfg.write_text(TINY.format(outer=1, inner=1).replace('name = "ising"', 'name = "nan_energy"')
                    .replace("beta = 0.3\n", ""))
-    res = egm("train", str(cfg), "--out", str(tmp_path / "run"),
-              env={"EGM_DISABLE_PLUGINS": "egm-discrete", "EGM_PLUGINS": "egm_bad_energies",
-                   "PYTHONPATH": str(FIXTURES)})
+    env = dict(os.environ, EGM_PLUGINS="egm_bad_energies", PYTHONPATH=str(FIXTURES))
+    res = subprocess.run([sys.executable, "-c", WITHOUT_DISCRETE, "train", str(cfg), "--out", str(tmp_path / "r")],
+                         capture_output=True, text=True, env=env, timeout=120)
     assert_clean_error(res, "unknown state space 'categorical'", "pip install egm-discrete")
+    res = subprocess.run([sys.executable, "-c", WITHOUT_DISCRETE, "components", "--json"], capture_output=True,
+                         text=True, env=env, timeout=120)
+    assert res.returncode == 0 and "discrete" not in {c["plugin"] for c in json.loads(res.stdout)}
+
+
+def test_disabled_plugin_is_named_as_disabled(tmp_path):
+    cfg = write_config(tmp_path)
+    res = egm("train", str(cfg), "--out", str(tmp_path / "run"), env={"EGM_DISABLE_PLUGINS": "egm-discrete"})
+    assert_clean_error(res, "unknown energy 'ising'", "Disabled by EGM_DISABLE_PLUGINS: discrete (egm-discrete)",
+                       "installed but disabled")
     listed = egm("components", "state_space", "--json", env={"EGM_DISABLE_PLUGINS": "discrete"})
     assert "categorical" not in {c["name"] for c in json.loads(listed.stdout)}
 
