@@ -422,4 +422,17 @@ class Trainer:
         cfg = config_from_dict(apply_overrides(load_config_dict(cfg_path), list(overrides)))
         trainer = cls(cfg, run_dir, registry=registry, device=device)
         trainer.load_state_dict(load_checkpoint(trainer.checkpoint_path))
+        trainer._drop_log_after_checkpoint()
         return trainer
+
+    def _drop_log_after_checkpoint(self) -> None:
+        """Log lines written after the last checkpoint (by a run that was killed) are replaced by the
+        resumed run's own, so metrics.jsonl has each step once."""
+        path = self.run_dir / "metrics.jsonl"
+        if not path.exists():
+            return
+        kept = [line for line in path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= self.step]
+        tmp = path.with_name(".metrics.jsonl.tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        os.replace(tmp, path)

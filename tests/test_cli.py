@@ -220,7 +220,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     proc.wait()
     state = torch.load(ckpt, weights_only=True)  # still a complete checkpoint
     killed_at = state["step"]
-    assert 10 <= killed_at < 200 and not list(ckpt.parent.glob(".*tmp*")) or True
+    assert 10 <= killed_at < 200
     res = egm("train", "--resume", str(run), "--set", "train.outer_iterations=" + str(state["outer"] + 2))
     assert res.returncode == 0, res.stderr
     assert "resuming" in res.stderr
@@ -228,4 +228,4 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     assert final["outer"] == state["outer"] + 2 and final["step"] == killed_at + 10
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()
              if '"loss"' in line]
-    assert steps[-1] == killed_at + 10 and max(steps) == killed_at + 10
+    assert steps[-1] == killed_at + 10 and steps == sorted(set(steps))  # each logged step once, in order
