@@ -9,17 +9,19 @@ PY=${1:-.venv/bin/python}
 OUT=${OUT:-runs/cpu}
 EVAL="--set eval.num_samples=2000"
 
-# Ising 10x10 (three temperatures, plain and bootstrapped): 6 minutes of training each
+# Ising 10x10 (three temperatures, plain and bootstrapped): 6 minutes of training each; a smaller
+# lattice_conv (32 channels x 4 layers) and smaller buffer refreshes than the GPU-sized configs
+ISING="--set network.channels=32 --set network.layers=4 --set train.buffer_refresh=500"
 $PY benchmarks/train_all.py configs/ising10_*_plain.toml --out $OUT/ising10 --jobs 2 --max-seconds 360 \
-    --set train.batch_size=256 --set estimator.num_proposals=512 $EVAL
+    $ISING --set train.batch_size=256 --set estimator.num_proposals=512 $EVAL
 $PY benchmarks/train_all.py configs/ising10_*_boot.toml --out $OUT/ising10_boot --jobs 2 --max-seconds 360 \
-    --set train.batch_size=128 --set estimator.num_proposals=256 --set estimator.energy_batch_fraction=0.5 $EVAL
+    $ISING --set train.batch_size=128 --set estimator.num_proposals=256 --set estimator.energy_batch_fraction=0.5 $EVAL
 
 # continuous: GMM-25 flow / diffusion and DW-4, 4 minutes each
 $PY benchmarks/train_all.py configs/gmm25_*_plain.toml configs/dw4_flow_plain.toml --out $OUT/continuous \
-    --jobs 2 --max-seconds 240 --set train.batch_size=256 --set estimator.num_proposals=256 $EVAL
+    --jobs 2 --max-seconds 240 --set train.batch_size=256 --set estimator.num_proposals=256 --set train.buffer_refresh=1000 $EVAL
 $PY benchmarks/train_all.py configs/gmm25_*_boot.toml configs/dw4_flow_boot.toml --out $OUT/continuous_boot \
-    --jobs 2 --max-seconds 240 --set train.batch_size=128 --set estimator.num_proposals=128 $EVAL
+    --jobs 2 --max-seconds 240 --set train.batch_size=128 --set estimator.num_proposals=128 --set train.buffer_refresh=1000 $EVAL
 
 # mixed: GB-RBM, joint MoG, joint DW-4, 4 minutes each
 $PY benchmarks/train_all.py configs/gb_rbm_plain.toml configs/joint_mog_plain.toml configs/joint_dw4_plain.toml \
