@@ -157,7 +157,8 @@ class BootstrapEstimator(SNISEstimator):
     """Bootstrapped EGM: bridge proposals to r = min(t + Δ, 1), weights from a learned intermediate
     energy E_r (the true energy where r = 1).
 
-    ``intermediate_energy(x, r) -> (N,)`` is normally the EMA copy of the energy network.
+    ``intermediate_energy(x, r) -> (N,)`` is E_r; the trainer builds it from the EMA copy of the energy
+    network with :meth:`intermediate_energy_from_residual` (the network learns the residual R below).
     Rows are split by the caller so that the *last* ``n_final`` rows have r = 1: that keeps the
     true-energy and learned-energy rows in separate calls without a host synchronization.
     """
@@ -196,7 +197,26 @@ class BootstrapEstimator(SNISEstimator):
             ess=cat(a.ess, b.ess), log_mean_weight=cat(a.log_mean_weight, b.log_mean_weight),
             log_normalizer=cat(a.log_normalizer, b.log_normalizer))
 
+    # ------------------------------------------------------------------ the intermediate energy
+    # p_t(x) = Z_{1|t}(x) · E_{x_1 ~ q(·|x)}[e^{−E(x_1)}] / Z, so the intermediate energy splits into an
+    # analytic part and a learned residual:
+    #     E_t(x) = R_t(x) − log Z_{1|t}(x) + const,   R_t(x) = −log E_{q(·|x)}[e^{−E(x_1)}].
+    # The network learns R only. log Z_{1|t} is known from the path and can vary steeply with x (for
+    # the masked path it is linear in the number of masked sites, with slopes of order log N and
+    # log(1/t)); leaving it to the network would make early bootstrap weights nearly meaningless.
+
+    def intermediate_energy_from_residual(self, residual_fn: EnergyFn) -> EnergyFn:
+        """E_r(x) = R(x, r) − log Z_{1|r}(x), given the learned residual R (the energy network)."""
+        def energy_r(x: State, r: torch.Tensor) -> torch.Tensor:
+            return residual_fn(x, r) - self.path.log_normalizer(x, r, torch.ones_like(r))
+        return energy_r
+
     def energy_regression_target(self, x_t: State, t: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Target for E_net(x_t, t): −[log (1/K) Σ_k exp(−E(x_1^k)) + log Z_{1|t}(x_t)], x_1^k ~ q(·|x_t)."""
+        """Direct target for the residual network R(x_t, t): −log (1/K) Σ_k exp(−E(x_1^k)), x_1^k ~ q(·|x_t)."""
         est = super().estimate(x_t, t, generator, with_target=False)
-        return -est.log_marginal
+        return -est.log_mean_weight
+
+    def residual_target_from(self, est: Estimate, x_t: State, t: torch.Tensor) -> torch.Tensor:
+        """Bootstrapped target for R(x_t, t) from a bridge estimate to r: −log p_t(x_t) + log Z_{1|t}(x_t)
+        with −log p_t(x_t) ≈ −[log mean_k e^{−E_r(x_r^k)} + log Z_{r|t}(x_t)] (no extra energy evaluations)."""
+        return -est.log_marginal + self.path.log_normalizer(x_t, t, torch.ones_like(t))

@@ -151,6 +151,8 @@ class Trainer:
             self.estimator = BootstrapEstimator(self.comp.path, self.comp.generator, self.comp.energy,
                                                 self._intermediate_energy, delta=est.delta,
                                                 num_proposals=est.num_proposals, memory_mb=est.chunk_memory_mb)
+            self.estimator.intermediate_energy = self.estimator.intermediate_energy_from_residual(
+                self._intermediate_energy)
         else:
             self.estimator = SNISEstimator(self.comp.path, self.comp.generator, self.comp.energy,
                                            num_proposals=est.num_proposals, memory_mb=est.chunk_memory_mb)
@@ -171,6 +173,7 @@ class Trainer:
         return (self.elapsed + time.perf_counter() - self._t0) / limit
 
     def _intermediate_energy(self, x: State, r: torch.Tensor) -> torch.Tensor:
+        """The learned residual R_r(x) (EMA copy); the estimator adds −log Z_{1|r}(x) to make E_r."""
         return self.energy_ema(x, r)
 
     def model_fn(self, x: State, t: torch.Tensor):
@@ -268,7 +271,7 @@ class Trainer:
             e_target = None
             if self.energy_net is not None:
                 if cfg.estimator.energy_target == "bootstrap":
-                    e_target = -est.log_marginal
+                    e_target = self.estimator.residual_target_from(est, x_t, t)
                     x_e, t_e = x_t, t
                 else:
                     n_e = max(1, int(math.ceil(cfg.estimator.energy_batch_fraction * B)))

@@ -105,3 +105,23 @@ def test_log_marginal_estimate(cls, gen):
     exact = -exact_intermediate_energy(path, STATES, LOG_P, x_t, 0.5) + log_Z  # log Σ p_{t|1}(x_t|x_1) e^{-E}
     got = est.log_marginal.double()
     assert torch.allclose(got, exact, atol=0.03)
+
+
+def test_residual_energy_network_target_and_reconstruction(gen):
+    """The bootstrap energy network learns R_t(x) = −log E_q[e^{−E(x_1)}]; adding −log Z_{1|t}(x)
+    gives the intermediate energy E_t = −log p_t up to a constant (pins signs and arguments)."""
+    from egm_framework.estimators import BootstrapEstimator
+    from egm_discrete.space import CategoricalSpace
+
+    path = MaskedPath(CategoricalSpace([3, 3], 2))
+    est = BootstrapEstimator(path, JumpGenerator(), ENERGY, intermediate_energy=None, num_proposals=20000)
+    x_t, tt = _points(path, 0.4, gen, n=6)
+    exact_E = exact_intermediate_energy(path, STATES, LOG_P, x_t, 0.4)  # −log p_t(x_t), normalized
+    target = est.energy_regression_target(x_t, tt, gen).double()
+    ones = torch.ones_like(tt)
+    residual_exact = exact_E + path.log_normalizer(x_t, tt, ones).double()
+    diff = target - residual_exact  # = −log Z_E for every row
+    assert diff.std().item() < 0.03, diff
+    energy_r = est.intermediate_energy_from_residual(lambda x, r: residual_exact.float())
+    rebuilt = energy_r(x_t, tt).double()
+    assert torch.allclose(rebuilt, exact_E, atol=1e-4)
