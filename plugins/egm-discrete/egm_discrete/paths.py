@@ -5,12 +5,15 @@ Both paths act site by site; for a bridge from time r down to t ≤ r write α =
 ``masked`` (alias ``absorbing``), prior = all-mask (token M = N):
     p_{t|1}(x^i | x_1^i) = κ_t 1[x^i = x_1^i] + (1 − κ_t) 1[x^i = M]
     p_{t|r}(x^i | x_r^i) = α 1[x^i = x_r^i] + (1 − α) 1[x^i = M]   (x_r^i ≠ M),   1[x^i = M]   (x_r^i = M)
-    Proposal q(x_r | x_t) ∝ p_{t|r}(x_t | x_r):
-      • an unmasked site of x_t is kept (only x_r^i = x_t^i has p > 0), per-site mass α;
-      • a masked site: for r < 1 the end point x_r^i ranges over N tokens (mass 1 − α each) and M
-        (mass 1), so Z^i = 1 + N(1 − α) and the site is unmasked to a uniform token with probability
-        N(1 − α) / (1 + N(1 − α)); for r = 1 the end point x_1 lies in the target's space (no mask),
-        so Z^i = N(1 − κ_t) and the site always gets a uniform token.
+    Bridge normalizer Z_{r|t}(x_t) = Σ_{x_r} p_{t|r}(x_t | x_r): an unmasked site of x_t admits only
+    x_r^i = x_t^i (mass α); a masked site admits N tokens (mass 1 − α each) and M (mass 1) for r < 1,
+    and N tokens only for r = 1 (x_1 has no mask), mass 1 − κ_t each.
+    Proposal: unmasked sites kept; a masked site is unmasked, to a uniform token, with probability
+    u = (κ_r − κ_t)/(1 − κ_t) — the marginal process's own unmasking probability (u = 1 at r = 1,
+    where the proposal is exactly ∝ p_{t|1}(x_t | ·)). For r < 1 this is ∝ p_{t|r}(x_t | ·) Z_{1|r}(·),
+    not ∝ p_{t|r}(x_t | ·) (whose unmasking probability N(1 − α)/(1 + N(1 − α)) ignores how likely a
+    state with more masks is at time r); :meth:`MaskedPath.proposal_log_correction` gives the exact
+    log-ratio, and with an intermediate energy E_r = R_r − log Z_{1|r} the weights depend on R_r only.
     log Z_{r|t}(x_t) = n_unmasked · log α + n_masked · log(1 + N(1 − α))            (r < 1)
                      = n_unmasked · log κ_t + n_masked · log(N(1 − κ_t))            (r = 1)
 
@@ -146,21 +149,51 @@ class MaskedPath(FactorizedMixturePath):
         from_token = torch.where(x == y, torch.log(alpha), torch.where(x_m, torch.log1p(-alpha), ninf))
         return torch.where(y_m, torch.where(x_m, zero, ninf), from_token)
 
+    def unmask_probability(self, t: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        """u = (κ_r − κ_t)/(1 − κ_t), (B,): the probability that a site masked at t is unmasked at r under
+        the marginal process, whatever the target (1 at r = 1)."""
+        kt, kr = self.kappa(t), self.kappa(r)
+        u = ((kr - kt) / torch.clamp(1 - kt, min=torch.finfo(kt.dtype).tiny)).clamp(0.0, 1.0)
+        return torch.where(r >= 1, torch.ones_like(u), u)
+
     def propose(self, x_t, t, r, n, generator):
+        """Keep the unmasked sites; unmask each masked site with probability u (:meth:`unmask_probability`)
+        to a uniform token. At r = 1 (u = 1) this is exactly q ∝ p_{t|1}(x_t | ·). For r < 1 it is
+        q ∝ p_{t|r}(x_t | ·) · Z_{1|r}(·) (the bridge times the end point's own normalizer), so that with
+        an intermediate energy E_r = R_r − log Z_{1|r} the weights depend on the learned residual R_r
+        only; :meth:`proposal_log_correction` returns the exact log-ratio to the bridge.
+
+        One uniform draw v per site: ⌊v·N/u⌋ is a token j < N with probability u/N each, ≥ N (mask)
+        otherwise. One random tensor per chunk: this is the hot path."""
         B = x_t.shape[0]
         out_shape = (B, n, *self.shape)
-        alpha = self.alpha(t, r)
         N = self.vocab
-        # One uniform draw v per site. A masked site's end point is one of N tokens with weight (1 − α)
-        # each or the mask with weight 1 (r < 1), or one of N tokens with equal weight (r = 1, no mask):
-        # with s = N + 1/(1 − α) (r < 1) or s = N (r = 1), ⌊v·s⌋ is token j < N with probability
-        # 1/s each and ≥ N (→ mask) otherwise. One random tensor instead of two: this is the hot path.
-        inv = 1.0 / torch.clamp(1 - alpha, min=1e-6)
-        scale = torch.where(r >= 1, torch.full_like(alpha, float(N)), torch.clamp(N + inv, max=1e6))
+        scale = N / torch.clamp(self.unmask_probability(t, r), min=1e-6)
         v = torch.rand(out_shape, generator=generator, device=x_t.device)
         tok = v.mul_(scale.view(B, 1, *([1] * len(self.shape)))).to(torch.long).clamp_(max=self.mask_token)
         xt = x_t.unsqueeze(1)
         return torch.where(xt == self.mask_token, tok, xt)
+
+    def proposal_log_correction(self, x_t, t, r, x_r):
+        """c = log p_{t|r}(x_t | x_r) − log q(x_r | x_t) − log Z_{r|t}(x_t), (B, n); 0 where r = 1.
+
+        Per site masked in x_t (unmasked sites contribute log α − log 1 − log α = 0): staying masked
+        gives log 1 − log(1 − u), unmasking to a token gives log(1 − α) − log(u/N); minus the masked
+        sites' share n_m log(1 + N(1 − α)) of log Z_{r|t}."""
+        B, n = x_r.shape[0], x_r.shape[1]
+        M = self.mask_token
+        masked_t = (x_t == M).reshape(B, 1, -1)
+        n_m = masked_t.sum(-1).to(t.dtype)  # (B, 1)
+        stay = ((x_r.reshape(B, n, -1) == M) & masked_t).sum(-1).to(t.dtype)  # (B, n)
+        gone = n_m - stay
+        N = self.vocab
+        alpha = self.alpha(t, r).view(B, 1)
+        u = self.unmask_probability(t, r).view(B, 1)
+        u_c = torch.clamp(u, min=1e-12, max=1 - 1e-7)
+        per_gone = torch.log(N * torch.clamp(1 - alpha, min=1e-30)) - torch.log(u_c)
+        c = (-stay * torch.log1p(-u_c) + torch.where(gone > 0, gone * per_gone, torch.zeros_like(gone))
+             - n_m * torch.log1p(N * (1 - alpha)))
+        return torch.where((r >= 1).view(B, 1), torch.zeros_like(c), c)
 
     def log_normalizer(self, x_t, t, r):
         masked = (x_t == self.mask_token).reshape(x_t.shape[0], -1)

@@ -38,7 +38,9 @@ def test_log_normalizer_brute_force(cls, t, r, gen):
 @pytest.mark.parametrize("cls", [MaskedPath, UniformPath])
 @pytest.mark.parametrize("t,r", [(0.3, 0.6), (0.5, 1.0), (0.0, 0.5)])
 def test_proposal_distribution(cls, t, r, gen):
-    """Proposal frequencies match p_{t|r}(x_t | x_r) / Z over all end points (chi-square, 60k draws)."""
+    """Proposal frequencies match q(x_r | x_t) = p_{t|r}(x_t | x_r) e^{−c(x_r)} / Z_{r|t}(x_t) over all end
+    points (c the path's proposal log-correction, 0 where it proposes exactly ∝ p_{t|r}); that q is
+    normalized pins the correction (chi-square, 60k draws)."""
     path = cls(SPACE)
     x_t = _some_xt(path, t, gen, n=2)
     n = 60000
@@ -47,7 +49,11 @@ def test_proposal_distribution(cls, t, r, gen):
     ends = _end_states(path, r)
     base = path.vocab + 1 if (path.uses_mask and r < 1) else path.vocab
     lp = pair_log_kernel(path, x_t, t, ends, r)
-    p = torch.softmax(lp, dim=1)
+    tt, rr = torch.full((2,), t), torch.full((2,), r)
+    corr = path.proposal_log_correction(x_t, tt, rr, ends.unsqueeze(0).expand(2, *ends.shape))
+    log_q = lp - (0.0 if corr is None else corr.double()) - path.log_normalizer(x_t, tt, rr).double()[:, None]
+    assert torch.allclose(torch.logsumexp(log_q, 1), torch.zeros(2, dtype=torch.float64), atol=1e-4)
+    p = torch.softmax(log_q, dim=1)
     codes = (props.reshape(2, n, 4) * base ** torch.arange(3, -1, -1)).sum(-1)
     for b in range(2):
         counts = torch.bincount(codes[b], minlength=len(ends)).double()

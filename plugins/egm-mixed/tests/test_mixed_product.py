@@ -175,7 +175,10 @@ def test_proposal_log_correction_sums_parts(registry, gen):
     x = MixedState(torch.zeros(3, 1), torch.zeros(3, 2, dtype=torch.long))
     xr = MixedState(torch.zeros(3, 4, 1), torch.zeros(3, 4, 2, dtype=torch.long))
     t = torch.full((3,), 0.5)
-    assert path.proposal_log_correction(x, t, t, xr) is None
+    # the real parts: only the masked path corrects its bridge proposal (zero here: nothing is masked)
+    assert path.continuous.proposal_log_correction(x[0], t, t, xr[0]) is None
+    torch.testing.assert_close(path.proposal_log_correction(x, t, t, xr),
+                               path.discrete.proposal_log_correction(x[1], t, t, xr[1]))
     c_path, d_path = path.continuous, path.discrete
     try:
         path.continuous, path.discrete = Corr(c_path, 0.25), Corr(d_path, None)
