@@ -27,21 +27,15 @@ import torch
 from egm_framework.interfaces import Energy
 
 from egm_framework.mcmc import mala
+from egm_framework.validation import number
+
 from .metrics import mode_metrics, w1_1d, x_w2
 
 __all__ = ["GaussianEnergy", "GaussianMixtureEnergy", "GMM25Energy", "GMM40Energy", "DoubleWellEnergy"]
 
 
 def _float(value: Any, what: str, positive: bool = False) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"{what} must be a number, got {value!r}")
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{what} must be a number, got {value!r}") from None
-    if not math.isfinite(v) or (positive and not v > 0):
-        raise ValueError(f"{what} must be a {'positive ' if positive else ''}finite number, got {value!r}")
-    return v
+    return number(value, what, positive=positive)
 
 
 def _vector(value: Any, dim: int, what: str) -> torch.Tensor:

@@ -18,28 +18,18 @@ linear in w and without a (B, n, d) target tensor.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 
 from egm_framework.interfaces import ConditionalPath, GeneratorParametrization
+from egm_framework.validation import number
 
 __all__ = ["FlowGenerator", "DiffusionGenerator"]
 
 
 def _check_clip(clip_norm):
-    if clip_norm is None:
-        return None
-    if isinstance(clip_norm, bool):
-        raise ValueError(f"clip_norm must be a positive number or None, got {clip_norm!r}")
-    try:
-        c = float(clip_norm)
-    except (TypeError, ValueError):
-        raise ValueError(f"clip_norm must be a positive number or None, got {clip_norm!r}") from None
-    if not c > 0 or not math.isfinite(c):
-        raise ValueError(f"clip_norm must be a positive number or None, got {clip_norm!r}")
-    return c
+    return number(clip_norm, "clip_norm", positive=True, optional=True)
 
 
 def _affine_of(path: ConditionalPath, which: str):
@@ -145,14 +135,10 @@ class DiffusionGenerator(_VectorFieldGenerator):
                 raise ValueError(f"g must be a number >= 0 or 've', got {g!r}")
             self.g: float | str = "ve"
         else:
-            if isinstance(g, bool):
-                raise ValueError(f"g must be a number >= 0 or 've', got {g!r}")
             try:
-                gv = float(g)
-            except (TypeError, ValueError):
+                gv = number(g, "g", minimum=0.0)
+            except ValueError:
                 raise ValueError(f"g must be a number >= 0 or 've', got {g!r}") from None
-            if not (gv >= 0 and math.isfinite(gv)):
-                raise ValueError(f"g must be a number >= 0 or 've', got {g!r}")
             self.g = gv
         try:
             self.noise_free_tail = float(noise_free_tail)

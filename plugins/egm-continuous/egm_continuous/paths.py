@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from egm_framework.interfaces import ConditionalPath
+from egm_framework.validation import number
 
 from .space import EuclideanSpace
 
@@ -42,12 +43,7 @@ def _bc(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def _as_float(value: Any, what: str) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"{what} must be a number, got {value!r}")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{what} must be a number, got {value!r}") from None
+    return number(value, what)
 
 
 class GaussianBridgePath(ConditionalPath):

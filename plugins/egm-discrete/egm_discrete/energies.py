@@ -17,22 +17,17 @@ from typing import Any
 import torch
 
 from egm_framework.interfaces import Energy
+from egm_framework.validation import integer, number
 
 from .ground_truth import SamplerSettings, TokenPotts, method_text, sample_lattice
 
 
 def _check_L(L: Any) -> int:
-    if not isinstance(L, int) or isinstance(L, bool) or L < 2:
-        raise ValueError(f"L must be an integer >= 2, got {L!r}")
-    return L
+    return integer(L, "L", minimum=2)
 
 
 def _check_float(name: str, v: Any, nonneg: bool = False) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise ValueError(f"{name} must be a finite number, got {v!r}")
-    if nonneg and v < 0:
-        raise ValueError(f"{name} must be >= 0, got {v!r}")
-    return float(v)
+    return number(v, name, minimum=0.0 if nonneg else None)
 
 
 class LatticeEnergy(Energy):
