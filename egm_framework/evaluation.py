@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -107,7 +108,11 @@ def evaluate_trainer(trainer: "Trainer", num_samples: int | None = None, steps: 
             figs += plots.training_curves(out / "metrics.jsonl", fig_dir)
             if ref is not None:
                 figs += plots.histograms(statistics(energy, samples), statistics(energy, ref), fig_dir, cfg.name)
-                figs += energy.figures(samples, ref, fig_dir) or []
+                try:
+                    figs += energy.figures(samples, ref, fig_dir) or []
+                except Exception as exc:  # noqa: BLE001 - a figure must not cost the metrics and the report
+                    print(f"egm: warning: energy {cfg.energy.name!r} could not draw its figures: "
+                          f"{type(exc).__name__}: {exc}", file=sys.stderr)
         write_report(trainer, metrics, figs)
     return metrics
 

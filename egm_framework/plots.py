@@ -23,8 +23,11 @@ def histograms(stats_model: dict, stats_ref: dict, out_dir: Path, title: str = "
     keys = list(stats_model)
     fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False)
     for ax, k in zip(axes[0], keys):
-        a, b = stats_model[k], stats_ref[k]
-        finite = np.concatenate([a[np.isfinite(a)], b[np.isfinite(b)]])
+        a_all, b_all = np.asarray(stats_model[k]), np.asarray(stats_ref[k])
+        a, b = a_all[np.isfinite(a_all)], b_all[np.isfinite(b_all)]  # a diverged sample has E = inf
+        if a.size < a_all.size:
+            ax.set_title(f"{a_all.size - a.size} non-finite sampler values not shown", fontsize=8)
+        finite = np.concatenate([a, b])
         lo, hi = (np.min(finite), np.max(finite)) if finite.size else (0, 1)
         uniq = np.unique(finite)
         if uniq.size <= 60:  # discrete levels (lattice energies, magnetization): one bar per level
@@ -32,8 +35,10 @@ def histograms(stats_model: dict, stats_ref: dict, out_dir: Path, title: str = "
             bins = np.append(uniq - step / 2, uniq[-1] + step / 2) if uniq.size else 10
         else:
             bins = np.linspace(lo, hi, 50)
-        ax.hist(b, bins=bins, density=True, alpha=0.5, label="ground truth", color="tab:gray")
-        ax.hist(a, bins=bins, density=True, histtype="step", lw=1.6, label="EGM sampler", color="tab:blue")
+        if b.size:
+            ax.hist(b, bins=bins, density=True, alpha=0.5, label="ground truth", color="tab:gray")
+        if a.size:
+            ax.hist(a, bins=bins, density=True, histtype="step", lw=1.6, label="EGM sampler", color="tab:blue")
         ax.set_xlabel(k)
         ax.legend(fontsize=8)
     fig.suptitle(title)
