@@ -87,10 +87,10 @@ def group_table(folder: Path) -> list[str]:
                 row.append(exact_ising(cfg))
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
-    cmd_file = folder / "results.md"
+    cmd_file = folder / "commands.txt"
     if cmd_file.exists():
-        first = cmd_file.read_text().splitlines()[0]
-        lines.append(first.replace("Command:", "Produced by:"))
+        for c in cmd_file.read_text().splitlines():
+            lines.append(f"Produced by `{c}`.  ")
         lines.append("")
     return lines
 

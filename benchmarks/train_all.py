@@ -94,9 +94,16 @@ def main(argv=None) -> int:
         if metrics_file.exists():
             times = [json.loads(x).get("time") for x in metrics_file.read_text().splitlines() if '"loss"' in x]
             rec["train_seconds"] = round(max([t for t in times if t is not None] or [0]), 1)
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    previous = out / "results.json"
+    if previous.exists():  # a rerun of some configs replaces their rows and keeps the others
+        names = {r["name"] for r in results}
+        results = [r for r in json.loads(previous.read_text()) if r["name"] not in names] + results
+    previous.write_text(json.dumps(results, indent=2))
     cmd = "python benchmarks/train_all.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    md = f"Command: `{cmd}`\n\n" + table(results) + "\n"
+    commands = out / "commands.txt"
+    with open(commands, "a") as fh:
+        fh.write(cmd + "\n")
+    md = "".join(f"Command: `{c}`\n" for c in commands.read_text().splitlines()) + "\n" + table(results) + "\n"
     (out / "results.md").write_text(md)
     print(md)
     return 0 if all(r["exit"] == 0 for r in results) else 1
