@@ -311,8 +311,26 @@ class Trainer:
         torch._foreach_lerp_(ema_p, p, 1.0 - decay)
 
     def refill_buffer(self) -> None:
+        """Add freshly simulated model samples; rows with non-finite coordinates (a sampler that blew
+        up) are left out, so one bad simulation cannot poison every later training batch."""
         tc = self.cfg.train
-        self.buffer.add(self.sample(tc.buffer_refresh, tc.buffer_sample_steps))
+        x = self.sample(tc.buffer_refresh, tc.buffer_sample_steps)
+        from .states import tree_leaves
+
+        ok = None
+        for leaf in tree_leaves(x):
+            if leaf.dtype.is_floating_point:
+                fin = torch.isfinite(leaf.reshape(leaf.shape[0], -1)).all(dim=1)
+                ok = fin if ok is None else ok & fin
+        if ok is not None and not bool(ok.all()):  # one sync per refill, not in the step
+            n_ok = int(ok.sum())
+            self._log({"step": self.step, "outer": self.outer, "buffer_dropped_nonfinite": len(ok) - n_ok})
+            if n_ok == 0:
+                raise TrainingDivergedError(
+                    f"every sample simulated for the buffer at step {self.step} has non-finite coordinates; "
+                    "lower train.lr, set train.grad_clip or generator clip_norm, or use more integration steps")
+            x = index(x, ok)
+        self.buffer.add(x)
 
     # ------------------------------------------------------------------ loop
     def fit(self, evaluate_at_end: bool = True) -> dict | None:
