@@ -21,7 +21,6 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/egm demo --out runs/demo
-	@echo "report: runs/demo/report.md"
 
 test: $(STAMP)
 	$(PY) -m pytest -q
