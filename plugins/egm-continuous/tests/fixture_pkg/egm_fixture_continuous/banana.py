@@ -7,24 +7,12 @@ normalizing constant dropped. Exact ground truth by sampling x1, then x2 given x
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 
 from egm_framework.interfaces import Energy
-
-
-def _number(value: Any, what: str, positive: bool = False) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"{what} must be a number, got {value!r}")
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{what} must be a number, got {value!r}") from None
-    if not math.isfinite(v) or (positive and not v > 0):
-        raise ValueError(f"{what} must be a {'positive ' if positive else ''}finite number, got {value!r}")
-    return v
+from egm_framework.validation import number
 
 
 class BananaEnergy(Energy):
@@ -33,8 +21,8 @@ class BananaEnergy(Energy):
     name = "banana"
 
     def __init__(self, s: float = 2.0, b: float = 0.25):
-        self.s = _number(s, "s", positive=True)
-        self.b = _number(b, "b")
+        self.s = number(s, "s", positive=True)
+        self.b = number(b, "b")
 
     @property
     def space_spec(self) -> tuple[str, dict[str, Any]]:
