@@ -73,6 +73,11 @@ def _choice(*options: str):
     return check
 
 
+def _bool(inst, attribute, value):
+    if not isinstance(value, bool):
+        raise ConfigError(f"{inst.SECTION}.{attribute.name}: must be true or false, got {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class ComponentConfig:
     """``name`` of a registered component and its parameters."""
@@ -105,6 +110,22 @@ class EstimatorConfig:
     energy_loss_weight: float = attrs.field(default=1.0, validator=_num(0, lo_open=True))
     #: learning-rate of the energy network (defaults to train.lr)
     energy_lr: float | None = attrs.field(default=None, validator=_num(0, lo_open=True, optional=True))
+    #: robust energy regression (egm_framework/energy_regression.py): "huber" or "mse" on the residual
+    energy_loss: str = attrs.field(default="huber", validator=_choice("huber", "mse"))
+    #: Huber threshold, in units of the normalized residual (of the raw one if energy_normalize = false)
+    energy_huber_delta: float = attrs.field(default=1.0, validator=_num(0, lo_open=True))
+    #: targets are clamped to [-c, c] before the loss (omit for no clamp)
+    energy_target_clamp: float | None = attrs.field(default=1000.0, validator=_num(0, lo_open=True, optional=True))
+    #: divide each row's residual by the running spread of the target in its time bin
+    energy_normalize: bool = attrs.field(default=True, validator=_bool)
+    #: global-norm gradient clip of the energy network alone (train.grad_clip clips the sampler alone)
+    energy_grad_clip: float | None = attrs.field(default=1.0, validator=_num(0, lo_open=True, optional=True))
+    #: small-t policy: rows with t < energy_t_min take the bootstrapped target (from the bridge
+    #: estimate the step computes anyway) instead of the heavy-tailed direct one
+    energy_t_min: float = attrs.field(default=0.0, validator=_num(0, 1))
+    #: "none" or "variance": weight each direct-target row by 1 / (1 + v/s²), v its delta-method
+    #: variance from the proposals' ESS, s the target's running spread in its time bin
+    energy_weighting: str = attrs.field(default="none", validator=_choice("none", "variance"))
 
 
 @attrs.frozen(kw_only=True)

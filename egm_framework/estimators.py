@@ -129,6 +129,14 @@ def estimate_marginal(
     return Estimate(target=target, ess=ess, log_mean_weight=log_mean, log_normalizer=path.log_normalizer(x_t, t, r))
 
 
+def log_mean_variance(ess: torch.Tensor, num_proposals: int) -> torch.Tensor:
+    """Delta-method variance of log (1/K) Σ_k w_k from the normalized ESS of the same weights:
+    Var ≈ Var(w) / (K E[w]²) ≈ 1/(K·ess) − 1/K. An underestimate where the weights have collapsed
+    (ess ≈ 1/K hides how heavy the tail is), so use it to rank rows, not as an exact variance."""
+    K = float(num_proposals)
+    return (1.0 / (K * ess.clamp(min=1.0 / K)) - 1.0 / K).clamp(min=0.0)
+
+
 def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.view(v.shape[0], *([1] * (like.dim() - 1))).to(like.dtype)
 
@@ -213,8 +221,12 @@ class BootstrapEstimator(SNISEstimator):
 
     def energy_regression_target(self, x_t: State, t: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Direct target for the residual network R(x_t, t): −log (1/K) Σ_k exp(−E(x_1^k)), x_1^k ~ q(·|x_t)."""
-        est = super().estimate(x_t, t, generator, with_target=False)
-        return -est.log_mean_weight
+        return -self.energy_regression_estimate(x_t, t, generator).log_mean_weight
+
+    def energy_regression_estimate(self, x_t: State, t: torch.Tensor, generator: torch.Generator) -> Estimate:
+        """The plain (r = 1) weight statistics behind the direct target: −log_mean_weight is the target,
+        ``ess`` gives its delta-method variance ≈ 1/(K·ess) − 1/K (see :func:`log_mean_variance`)."""
+        return super().estimate(x_t, t, generator, with_target=False)
 
     def residual_target_from(self, est: Estimate, x_t: State, t: torch.Tensor) -> torch.Tensor:
         """Bootstrapped target for R(x_t, t) from a bridge estimate to r: −log p_t(x_t) + log Z_{1|t}(x_t)

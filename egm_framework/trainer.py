@@ -33,7 +33,8 @@ from .assembly import Components, build_components, preflight, resolve_device
 from .config import RunConfig, config_from_dict, load_config_dict, to_toml
 from .errors import ConfigError
 from .errors import CheckpointError, EnergyEvaluationError, EGMError
-from .estimators import BootstrapEstimator, SNISEstimator, check_energy_output
+from .energy_regression import RobustEnergyLoss
+from .estimators import BootstrapEstimator, SNISEstimator, check_energy_output, log_mean_variance
 from .interfaces import simulate
 from .registry import Registry
 from .states import State, batch_size, from_saveable, index, to_saveable, tree_map
@@ -156,6 +157,11 @@ class Trainer:
         else:
             self.estimator = SNISEstimator(self.comp.path, self.comp.generator, self.comp.energy,
                                            num_proposals=est.num_proposals, memory_mb=est.chunk_memory_mb)
+        self.energy_loss_fn = None
+        if self.energy_net is not None:
+            self.energy_loss_fn = RobustEnergyLoss(
+                self.comp.path.train_time_range, self.device, kind=est.energy_loss, huber_delta=est.energy_huber_delta,
+                target_clamp=est.energy_target_clamp, normalize=est.energy_normalize)
         self.step = 0
         self.outer = 0
         self.elapsed = 0.0
@@ -224,16 +230,27 @@ class Trainer:
         self._loss_sum, self._eloss_sum, self._count = z(), z(), 0
         self._ess_sum = torch.zeros(ESS_BINS, device=self.device)
         self._ess_cnt = torch.zeros(ESS_BINS, device=self.device)
+        self._eloss_bin_sum = torch.zeros(ESS_BINS, device=self.device)
+        self._eloss_bin_cnt = torch.zeros(ESS_BINS, device=self.device)
 
-    def _record(self, loss: torch.Tensor, eloss: torch.Tensor | None, t: torch.Tensor, ess: torch.Tensor) -> None:
+    def _time_bin(self, t: torch.Tensor) -> torch.Tensor:
+        lo, hi = self.comp.path.train_time_range
+        return ((t - lo) / max(hi - lo, 1e-12) * ESS_BINS).long().clamp_(0, ESS_BINS - 1)
+
+    def _record(self, loss: torch.Tensor, eloss: torch.Tensor | None, t: torch.Tensor, ess: torch.Tensor,
+                eloss_rows: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
         self._loss_sum += loss.detach()
         if eloss is not None:
             self._eloss_sum += eloss.detach()
         self._count += 1
-        lo, hi = self.comp.path.train_time_range
-        b = ((t - lo) / max(hi - lo, 1e-12) * ESS_BINS).long().clamp_(0, ESS_BINS - 1)
+        b = self._time_bin(t)
         self._ess_sum.index_add_(0, b, ess.float())
         self._ess_cnt.index_add_(0, b, torch.ones_like(ess, dtype=torch.float))
+        if eloss_rows is not None:
+            rows, t_e = eloss_rows
+            be = self._time_bin(t_e)
+            self._eloss_bin_sum.index_add_(0, be, rows.float())
+            self._eloss_bin_cnt.index_add_(0, be, torch.ones_like(rows, dtype=torch.float))
 
     def _flush_stats(self) -> dict:
         n = max(1, self._count)
@@ -246,6 +263,9 @@ class Trainer:
                "lr": self.scheduler.get_last_lr()[0], "time": round(self.elapsed, 3)}
         if self.energy_net is not None:
             rec["energy_loss"] = float(self._eloss_sum) / n
+            ecnt = self._eloss_bin_cnt.cpu().numpy()
+            ebins = (self._eloss_bin_sum.cpu().numpy() / np.maximum(ecnt, 1)).tolist()
+            rec["energy_loss_by_time"] = [float(f"{v:.5g}") if c > 0 else None for v, c in zip(ebins, ecnt)]
         if not math.isfinite(loss) or ("energy_loss" in rec and not math.isfinite(rec["energy_loss"])):
             raise TrainingDivergedError(
                 f"training diverged at step {self.step}: loss = {loss}. Check that the energy is finite on the "
@@ -268,39 +288,56 @@ class Trainer:
                 est = self.estimator.estimate(x_t, t, self.gen, n_final=n_final)
             else:
                 est = self.estimator.estimate(x_t, t, self.gen)
-            e_target = None
             if self.energy_net is not None:
-                if cfg.estimator.energy_target == "bootstrap":
-                    e_target = self.estimator.residual_target_from(est, x_t, t)
-                    x_e, t_e = x_t, t
-                else:
-                    n_e = max(1, int(math.ceil(cfg.estimator.energy_batch_fraction * B)))
-                    x_e, t_e = index(x_t, slice(0, n_e)), t[:n_e]
-                    e_target = self.estimator.energy_regression_target(x_e, t_e, self.gen)
+                x_e, t_e, e_target, e_weight = self._energy_target(est, x_t, t)
         if not self._checked_energy:
             self.estimator.energy = self.comp.energy
             self._checked_energy = True
         out = self.model(x_t, t)
         loss = self.comp.generator.loss(out, est.target, x_t, t).mean()
         total = loss
-        eloss = None
+        eloss = erows = None
         if self.energy_net is not None:
-            pred = self.energy_net(x_e, t_e)
-            finite = torch.isfinite(e_target)
-            diff = torch.where(finite, pred - torch.nan_to_num(e_target, posinf=0.0, neginf=0.0), torch.zeros_like(pred))
-            eloss = (diff ** 2).sum() / finite.sum().clamp(min=1)
+            eloss, erows = self.energy_loss_fn(self.energy_net(x_e, t_e), e_target, t_e, e_weight)
             total = total + cfg.estimator.energy_loss_weight * eloss
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
+        # separate clips: a spike of the energy network's loss must not shrink the sampler's step
         if cfg.train.grad_clip is not None:
-            params = [p for g in self.optimizer.param_groups for p in g["params"]]
-            torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
+            torch.nn.utils.clip_grad_norm_(list(self.model.parameters()), cfg.train.grad_clip)
+        if self.energy_net is not None and cfg.estimator.energy_grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(list(self.energy_net.parameters()), cfg.estimator.energy_grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
         if self.energy_net is not None:
             self._update_ema()
-        self._record(loss, eloss, t, est.ess)
+        self._record(loss, eloss, t, est.ess, None if erows is None else (erows, t_e))
+
+    def _energy_target(self, est, x_t: State, t: torch.Tensor):
+        """Rows, times, targets and row weights (or None) of the energy network's regression.
+
+        "bootstrap": the bridge estimate's own target on every row. "direct": −log mean e^{−E(x_1^k)}
+        over K fresh proposals on the first energy_batch_fraction of the rows; rows with
+        t < energy_t_min take the bootstrapped target instead; energy_weighting = "variance" weights
+        rows by 1 / (1 + v/s²) with v the target's delta-method variance."""
+        ec = self.cfg.estimator
+        if ec.energy_target == "bootstrap":
+            return x_t, t, self.estimator.residual_target_from(est, x_t, t), None
+        n_e = max(1, int(math.ceil(ec.energy_batch_fraction * t.shape[0])))
+        x_e, t_e = index(x_t, slice(0, n_e)), t[:n_e]
+        direct = self.estimator.energy_regression_estimate(x_e, t_e, self.gen)
+        target, ess = -direct.log_mean_weight, direct.ess
+        if ec.energy_t_min > 0:
+            small = t_e < ec.energy_t_min
+            boot = self.estimator.residual_target_from(est, x_t, t)[:n_e]
+            target = torch.where(small, boot, target)
+            ess = torch.where(small, est.ess[:n_e], ess)
+        weight = None
+        if ec.energy_weighting == "variance":
+            s = self.energy_loss_fn.scale(self.energy_loss_fn.bin_of(t_e)) if ec.energy_normalize else 1.0
+            weight = 1.0 / (1.0 + log_mean_variance(ess, ec.num_proposals) / (s * s))
+        return x_e, t_e, target, weight
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -411,6 +448,7 @@ class Trainer:
         if self.energy_net is not None:
             d["energy_network"] = self.energy_net.state_dict()
             d["energy_ema"] = self.energy_ema.state_dict()
+            d["energy_regression"] = self.energy_loss_fn.state_dict()
         return d
 
     def load_state_dict(self, d: dict) -> None:
@@ -424,6 +462,8 @@ class Trainer:
         if self.energy_net is not None:
             self.energy_net.load_state_dict(d["energy_network"])
             self.energy_ema.load_state_dict(d["energy_ema"])
+            if "energy_regression" in d:  # absent in checkpoints written before the robust regression
+                self.energy_loss_fn.load_state_dict(d["energy_regression"])
 
     @property
     def checkpoint_path(self) -> Path:
