@@ -151,8 +151,11 @@ class SNISEstimator:
         self.energy = energy
         self.num_proposals = num_proposals
         self.memory_mb = memory_mb
+        #: states the true energy was evaluated on so far (host-side count from shapes: no sync)
+        self.energy_evals = 0
 
     def true_energy_fn(self, x: State, r: torch.Tensor) -> torch.Tensor:
+        self.energy_evals += batch_size(x)
         return self.energy(x)
 
     def estimate(self, x_t: State, t: torch.Tensor, generator: torch.Generator, with_target: bool = True) -> Estimate:

@@ -260,7 +260,8 @@ class Trainer:
         rec = {"step": self.step, "outer": self.outer, "loss": loss,
                "ess": float(self._ess_sum.sum().cpu() / max(cnt.sum(), 1)),
                "ess_by_time": [round(v, 5) if c > 0 else None for v, c in zip(ess_bins, cnt)],
-               "lr": self.scheduler.get_last_lr()[0], "time": round(self.elapsed, 3)}
+               "lr": self.scheduler.get_last_lr()[0], "time": round(self.elapsed, 3),
+               "energy_evals": self.estimator.energy_evals}
         if self.energy_net is not None:
             rec["energy_loss"] = float(self._eloss_sum) / n
             ecnt = self._eloss_bin_cnt.cpu().numpy()
@@ -444,6 +445,7 @@ class Trainer:
             "generator": self.gen.get_state(),
             "host_rng": json.dumps(self.host_rng.bit_generator.state),
             "step": self.step, "outer": self.outer, "elapsed": self.elapsed,
+            "energy_evals": self.estimator.energy_evals,
         }
         if self.energy_net is not None:
             d["energy_network"] = self.energy_net.state_dict()
@@ -459,6 +461,7 @@ class Trainer:
         self.gen.set_state(d["generator"])
         self.host_rng.bit_generator.state = json.loads(d["host_rng"])
         self.step, self.outer, self.elapsed = int(d["step"]), int(d["outer"]), float(d["elapsed"])
+        self.estimator.energy_evals = int(d.get("energy_evals", 0))
         if self.energy_net is not None:
             self.energy_net.load_state_dict(d["energy_network"])
             self.energy_ema.load_state_dict(d["energy_ema"])

@@ -187,3 +187,25 @@ def test_small_t_rows_take_the_bootstrapped_target(tmp_path):
     boot = tr.estimator.residual_target_from(est, x_t, t)
     assert weight is None
     assert torch.equal(target[:4], boot[:4]) and torch.equal(target[4:], direct[4:])
+
+
+def test_energy_evaluations_are_counted_exactly(tmp_path):
+    """Plain: B·K per step. Bootstrapped with the direct target on half the batch: K per row with
+    r = 1 (true energy in the bridge estimate) plus K per direct-target row."""
+    from egm_framework.trainer import Trainer
+
+    plain = _boot_cfg()
+    import attrs
+    plain = attrs.evolve(plain, estimator=attrs.evolve(plain.estimator, kind="snis"), energy_network=None)
+    tr = Trainer(plain, tmp_path / "plain")
+    tr.refill_buffer()
+    tr.train_step()
+    tr.train_step()
+    assert tr.estimator.energy_evals == 2 * 32 * 16
+    tr = Trainer(_boot_cfg(energy_batch_fraction=0.5), tmp_path / "boot")
+    tr.refill_buffer()
+    state = tr.host_rng.bit_generator.state
+    _, n_final = tr.sample_times(32)
+    tr.host_rng.bit_generator.state = state
+    tr.train_step()
+    assert tr.estimator.energy_evals == n_final * 16 + 16 * 16
