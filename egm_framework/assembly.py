@@ -15,7 +15,7 @@ from torch import nn
 
 from .config import ComponentConfig, RunConfig
 from .errors import ConfigError
-from .interfaces import ConditionalPath, Energy, GeneratorParametrization, StateSpace
+from .interfaces import ConditionalPath, Energy, GeneratorParametrization, StateSpace, check_path_fits
 from .registry import Registry, get_registry
 
 
@@ -75,6 +75,7 @@ def build_components(cfg: RunConfig, registry: Registry | None = None, *, build_
     gen = reg.create("generator", cfg.generator.name,
                      **_split_space_params("generator", cfg.generator, space_name, dict(space_params),
                                            reg.get("generator", cfg.generator.name).factory))
+    check_path_fits(gen, path, cfg.generator.name, cfg.path.name)
     network = energy_network = None
     if build_networks:
         try:

@@ -1,4 +1,4 @@
-"""Hook specifications: the five ways a plugin contributes components.
+"""Hook specifications: the ways a plugin contributes components, one hook per component kind.
 
 Each hook receives a ``register`` callback::
 
@@ -65,11 +65,23 @@ def register_networks(register: Registrar) -> None:
     """
 
 
-#: component kind -> hook name
+@hookspec
+def register_schedules(register: Registrar) -> None:
+    """Register time schedules of paths: ``factory(**params) -> Schedule``
+    (a :class:`~egm_framework.interfaces.MixtureSchedule` κ_t or an
+    :class:`~egm_framework.interfaces.AffineSchedule` (α_t, σ_t)).
+
+    e.g. ``register("poly", PolynomialSchedule, summary="κ_t = t^power")``
+    """
+
+
+#: component kind -> hook name. Adding a kind: one ``@hookspec`` above and one line here; the
+#: registry, ``egm components`` and the plugin checks derive everything else from this table.
 KIND_HOOKS = {
     "state_space": "register_state_spaces",
     "energy": "register_energies",
     "path": "register_paths",
     "generator": "register_generators",
     "network": "register_networks",
+    "schedule": "register_schedules",
 }

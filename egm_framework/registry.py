@@ -17,8 +17,10 @@ from .hookspecs import KIND_HOOKS
 from .plugins import PluginManager, default_plugin_manager
 
 KINDS = tuple(KIND_HOOKS)
-KIND_LABEL = {"state_space": "state space", "energy": "energy", "path": "path", "generator": "generator",
-              "network": "network"}
+#: how a kind is named in messages ("state space"); derived, so a new kind needs no entry here
+KIND_LABEL = {k: k.replace("_", " ") for k in KINDS}
+#: positional context the framework passes to a kind's factories before the user's parameters
+KIND_CONTEXT: dict[str, tuple[str, ...]] = {"path": ("space",), "network": ("space", "output_shapes")}
 
 
 #: where the first-party components live, for "install the plugin" hints when one is missing
@@ -28,7 +30,7 @@ FIRST_PARTY: dict[str, dict[str, str]] = {
                "gmm25": "egm-continuous", "gmm40": "egm-continuous", "dw4": "egm-continuous",
                "gb_rbm": "egm-mixed", "joint_mog": "egm-mixed", "joint_dw4": "egm-mixed"},
     "path": {"masked": "egm-discrete", "uniform": "egm-discrete", "cond_ot": "egm-continuous",
-             "ve": "egm-continuous", "product": "egm-mixed"},
+             "ve": "egm-continuous", "affine": "egm-continuous", "product": "egm-mixed"},
     "generator": {"jump": "egm-discrete", "flow": "egm-continuous", "diffusion": "egm-continuous",
                   "product": "egm-mixed"},
     "network": {"lattice_conv": "egm-discrete", "egnn": "egm-continuous"},

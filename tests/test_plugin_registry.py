@@ -55,6 +55,11 @@ def network_factory(space, output_shapes, hidden: int = 16):
     return Thing(space, output_shapes, hidden=hidden)
 
 
+def schedule_factory(power: float = 1.0):
+    """A toy schedule."""
+    return Thing(power=power)
+
+
 class AllHooks:
     @hookimpl
     def register_state_spaces(self, register):
@@ -76,6 +81,10 @@ class AllHooks:
     def register_networks(self, register):
         register("toy_network", network_factory, aliases=("tn",), summary="toy network summary")
 
+    @hookimpl
+    def register_schedules(self, register):
+        register("toy_schedule", schedule_factory, aliases=("tsc",), summary="toy schedule summary")
+
 
 CASES = {  # kind -> (name, alias, positional context, params, expected params seen by the factory)
     "state_space": ("toy_space", "ts", (), {"size": 5}, {"size": 5, "vocab": 2}),
@@ -83,6 +92,7 @@ CASES = {  # kind -> (name, alias, positional context, params, expected params s
     "path": ("toy_path", "tp", ("SPACE",), {"rate": 2.0}, {"rate": 2.0}),
     "generator": ("toy_generator", "tg", (), {"steps": 3}, {"steps": 3}),
     "network": ("toy_network", "tn", ("SPACE", {"logits": (4, 2)}), {"hidden": 8}, {"hidden": 8}),
+    "schedule": ("toy_schedule", "tsc", (), {"power": 2.0}, {"power": 2.0}),
 }
 
 

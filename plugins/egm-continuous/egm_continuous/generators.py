@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from egm_framework.interfaces import ConditionalPath, GeneratorParametrization
+from egm_framework.interfaces import AffineGaussianPath, AffineGaussianScorePath, ConditionalPath, GeneratorParametrization
 from egm_framework.validation import number
 
 __all__ = ["FlowGenerator", "DiffusionGenerator"]
@@ -84,6 +84,7 @@ class FlowGenerator(_VectorFieldGenerator):
     """
 
     name = "flow"
+    path_protocol = AffineGaussianPath
 
     def __init__(self, solver: str = "euler", clip_norm: float | None = None):
         super().__init__(clip_norm)
@@ -127,6 +128,7 @@ class DiffusionGenerator(_VectorFieldGenerator):
     """
 
     name = "diffusion"
+    path_protocol = AffineGaussianScorePath
 
     def __init__(self, g: float | str = 1.0, noise_free_tail: float = 0.0, clip_norm: float | None = None):
         super().__init__(clip_norm)

@@ -1,4 +1,5 @@
-r"""Gaussian conditional paths on R^d: linear (cond-OT) and variance exploding (VE).
+r"""Gaussian conditional paths on R^d: ``affine`` (any registered schedule (α_t, σ_t)), and its fixed
+instances linear (cond-OT) and variance exploding (VE).
 
 Both are *Gaussian bridges*: for 0 ≤ t ≤ r ≤ 1
 
@@ -29,12 +30,14 @@ from typing import Any
 
 import torch
 
-from egm_framework.interfaces import ConditionalPath
+from egm_framework.interfaces import AffineSchedule, ConditionalPath
+from egm_framework.interfaces.schedule import affine_bridge
+from egm_framework.schedules import CondOTSchedule, VESchedule, resolve_schedule
 from egm_framework.validation import number
 
 from .space import EuclideanSpace
 
-__all__ = ["GaussianBridgePath", "CondOTPath", "VEPath"]
+__all__ = ["GaussianBridgePath", "AffinePath", "CondOTPath", "VEPath"]
 
 
 def _bc(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -135,8 +138,49 @@ class GaussianBridgePath(ConditionalPath):
                          "give the diffusion generator a constant g (a number)")
 
 
-class CondOTPath(GaussianBridgePath):
-    r"""Linear (conditional optimal-transport) path: x_t = t x_1 + (1 − t) x_0, x_0 ~ N(0, I).
+class AffinePath(GaussianBridgePath):
+    r"""Affine Gaussian path x_t = α_t x_1 + σ_t x_0, x_0 ~ N(0, I), with a registered schedule (α_t, σ_t).
+
+    ``schedule``: a registry name of kind ``schedule`` or a table (``{name = "vp"}``; see
+    ``egm components schedule``) giving an :class:`~egm_framework.interfaces.AffineSchedule`. The
+    bridge is p_{t|r}(x | x_r) = N((α_t/α_r) x_r, (σ_t² − (α_t/α_r)² σ_r²) I) (the schedule's
+    ``bridge``). Prior N(0, σ_0² I): exact when α_0 = 0, the usual approximation otherwise (VE).
+    The proposal divides by a = α_t/α_r, so training times start at ``t_min`` > 0 when α_0 = 0.
+    """
+
+    name = "affine"
+
+    def __init__(self, space: EuclideanSpace, schedule: Any = "cond_ot", t_min: float = 0.01, t_max: float = 0.999,
+                 registry=None):
+        super().__init__(space)
+        self.schedule = resolve_schedule(schedule, AffineSchedule, registry=registry, owner=f"path {self.name!r}")
+        t_min = _as_float(t_min, "t_min")
+        t_max = _as_float(t_max, "t_max")
+        if not 0.0 <= t_min < t_max < 1.0:
+            raise ValueError(f"{self.name} needs 0 <= t_min < t_max < 1, got t_min={t_min}, t_max={t_max}")
+        if t_min == 0.0 and float(self.schedule.alpha(torch.zeros(1))[0]) <= 0.0:
+            raise ValueError(f"{self.name}: the schedule has α_0 = 0, so proposals need t_min > 0, got t_min=0")
+        self.t_min, self.t_max = t_min, t_max
+        self.train_time_range = (t_min, t_max)
+        self.sample_time_range = (0.0, 1.0)
+
+    def coefficients(self, t, r):
+        bridge = getattr(self.schedule, "bridge", None)
+        return bridge(t, r) if bridge is not None else affine_bridge(self.schedule, t, r)
+
+    def prior_sample(self, n: int, generator: torch.Generator, device="cpu") -> torch.Tensor:
+        """x_0 ~ N(0, σ_0² I) (projected on zero_com spaces). -> (n, d)."""
+        s0 = float(self.schedule.sigma(torch.zeros(1))[0])
+        noise = self._noise((n, self.space.dim), generator, device)
+        return noise if s0 == 1.0 else s0 * noise
+
+    def describe(self) -> dict:
+        return {"name": self.name, "schedule": self.schedule.describe(), "t_min": self.t_min, "t_max": self.t_max}
+
+
+class CondOTPath(AffinePath):
+    r"""Linear (conditional optimal-transport) path: x_t = t x_1 + (1 − t) x_0, x_0 ~ N(0, I)
+    (the ``affine`` path with the ``cond_ot`` schedule).
 
     p_{t|1}(x | x_1) = N(t x_1, (1 − t)² I). Bridge for t ≤ r ≤ 1:
 
@@ -155,35 +199,18 @@ class CondOTPath(GaussianBridgePath):
     name = "cond_ot"
 
     def __init__(self, space: EuclideanSpace, t_min: float = 0.01, t_max: float = 0.999):
-        super().__init__(space)
         t_min = _as_float(t_min, "t_min")
         t_max = _as_float(t_max, "t_max")
         if not 0.0 < t_min < t_max < 1.0:
             raise ValueError(f"cond_ot needs 0 < t_min < t_max < 1, got t_min={t_min}, t_max={t_max}")
-        self.t_min, self.t_max = t_min, t_max
-        self.train_time_range = (t_min, t_max)
-        self.sample_time_range = (0.0, 1.0)
-
-    def coefficients(self, t, r):
-        t = t.float()
-        r = r.float()
-        c = (1 - r) / r
-        a = t / r
-        ad = 1.0 / r
-        v = ((r - t) / r) * ((1 - t) + t * c)
-        vd = -2 * (1 - t) - 2 * t * c * c
-        return a, ad, v, vd
-
-    def prior_sample(self, n: int, generator: torch.Generator, device="cpu") -> torch.Tensor:
-        """x_0 ~ N(0, I) (projected on zero_com spaces). -> (n, d)."""
-        return self._noise((n, self.space.dim), generator, device)
+        super().__init__(space, CondOTSchedule(), t_min, t_max)
 
     def describe(self) -> dict:
         return {"name": self.name, "t_min": self.t_min, "t_max": self.t_max}
 
 
-class VEPath(GaussianBridgePath):
-    r"""Variance-exploding path: p_{t|1}(x | x_1) = N(x_1, σ_t² I),
+class VEPath(AffinePath):
+    r"""Variance-exploding path: p_{t|1}(x | x_1) = N(x_1, σ_t² I) (the ``affine`` path with the ``ve`` schedule),
 
         σ_t² = σ_min² ((σ_max/σ_min)^{2(1 − t)} − 1),   σ_1 = 0,  σ_0² = σ_max² − σ_min².
 
@@ -201,36 +228,21 @@ class VEPath(GaussianBridgePath):
 
     def __init__(self, space: EuclideanSpace, sigma_min: float = 0.01, sigma_max: float = 2.0,
                  t_min: float = 0.0, t_max: float = 0.999):
-        super().__init__(space)
-        sigma_min = _as_float(sigma_min, "sigma_min")
-        sigma_max = _as_float(sigma_max, "sigma_max")
         t_min = _as_float(t_min, "t_min")
         t_max = _as_float(t_max, "t_max")
-        if not 0.0 < sigma_min < sigma_max:
-            raise ValueError(f"ve needs 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}")
         if not 0.0 <= t_min < t_max < 1.0:
             raise ValueError(f"ve needs 0 <= t_min < t_max < 1, got t_min={t_min}, t_max={t_max}")
-        self.sigma_min, self.sigma_max = sigma_min, sigma_max
-        self.log_rho = math.log(sigma_max / sigma_min)
-        self.t_min, self.t_max = t_min, t_max
-        self.train_time_range = (t_min, t_max)
-        self.sample_time_range = (0.0, 1.0)
+        super().__init__(space, VESchedule(sigma_min, sigma_max), t_min, t_max)
+        self.sigma_min, self.sigma_max = self.schedule.sigma_min, self.schedule.sigma_max
+        self.log_rho = self.schedule.log_rho
 
     def sigma2(self, t: torch.Tensor) -> torch.Tensor:
         """σ_t², (B,)."""
-        return self.sigma_min ** 2 * torch.expm1(2 * (1 - t.float()) * self.log_rho)
+        return self.schedule.sigma2(t)
 
     def dsigma2_dt(self, t: torch.Tensor) -> torch.Tensor:
         """dσ_t²/dt = −2 log(σ_max/σ_min) σ_min² (σ_max/σ_min)^{2(1 − t)}, (B,)."""
-        return -2 * self.log_rho * self.sigma_min ** 2 * torch.exp(2 * (1 - t.float()) * self.log_rho)
-
-    def coefficients(self, t, r):
-        t = t.float()
-        r = r.float()
-        one = torch.ones_like(t)
-        # σ_t² − σ_r² = σ_min² ρ^{2(1−r)} (ρ^{2(r−t)} − 1), stable for r → t
-        v = self.sigma_min ** 2 * torch.exp(2 * (1 - r) * self.log_rho) * torch.expm1(2 * (r - t) * self.log_rho)
-        return one, torch.zeros_like(t), v, self.dsigma2_dt(t)
+        return self.schedule.dsigma2_dt(t)
 
     def natural_g2(self, t: torch.Tensor) -> torch.Tensor:
         """g_t² = −dσ_t²/dt: with it the diffusion drift is the reverse-time VE SDE drift (= 2u)."""

@@ -5,7 +5,7 @@ from egm_framework import hookimpl
 from .energies import DoubleWellEnergy, GaussianEnergy, GaussianMixtureEnergy, GMM25Energy, GMM40Energy
 from .generators import DiffusionGenerator, FlowGenerator
 from .networks import build_egnn
-from .paths import CondOTPath, VEPath
+from .paths import AffinePath, CondOTPath, VEPath
 from .space import EuclideanSpace
 
 
@@ -19,6 +19,8 @@ def register_state_spaces(register):
 def register_paths(register):
     register("cond_ot", CondOTPath, aliases=("linear",),
              summary="linear path x_t = t x_1 + (1-t) x_0, x_0 ~ N(0, I), with Gaussian bridges")
+    register("affine", AffinePath, aliases=("gaussian",),
+             summary="affine Gaussian path x_t = alpha_t x_1 + sigma_t x_0 with a registered schedule (default cond_ot)")
     register("ve", VEPath, aliases=("variance_exploding",),
              summary="variance-exploding path N(x_1, sigma_t^2 I), sigma_t^2 = smin^2((smax/smin)^(2(1-t)) - 1)")
 

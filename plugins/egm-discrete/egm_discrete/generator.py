@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from egm_framework.interfaces import GeneratorParametrization
+from egm_framework.interfaces import GeneratorParametrization, MixturePath
 
 
 def _bc(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -43,6 +43,8 @@ class JumpGenerator(GeneratorParametrization):
     """
 
     name = "jump"
+    #: what the path must provide (checked when the components are assembled)
+    path_protocol = MixturePath
 
     #: vocabularies up to this size accumulate targets by one batched matmul per token value
     #: (faster than a scatter on CPU and GPU); larger ones use ``scatter_add_``

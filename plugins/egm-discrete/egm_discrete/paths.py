@@ -1,4 +1,9 @@
-"""Factorized mixture paths on categorical spaces (schedule κ_t = t).
+"""Factorized mixture paths on categorical spaces, with a registered schedule κ_t (default ``linear``, κ_t = t).
+
+``schedule`` is a registry name of kind ``schedule`` or a table, e.g. ``schedule = {name = "poly",
+power = 2}`` (see ``egm components schedule``); everything below holds for any increasing κ with
+κ_0 = 0, κ_1 = 1. Both paths satisfy :class:`egm_framework.interfaces.MixturePath`, the protocol of
+the ``jump`` generator.
 
 Both paths act site by site; for a bridge from time r down to t ≤ r write α = κ_t / κ_r ∈ [0, 1].
 
@@ -46,7 +51,8 @@ import math
 
 import torch
 
-from egm_framework.interfaces import ConditionalPath
+from egm_framework.interfaces import ConditionalPath, MixtureSchedule
+from egm_framework.schedules import resolve_schedule
 
 from .space import as_categorical
 
@@ -57,7 +63,7 @@ def _bc(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 class FactorizedMixturePath(ConditionalPath):
-    """Shared machinery of the masked and uniform paths (κ_t = t)."""
+    """Shared machinery of the masked and uniform paths (schedule κ_t from ``schedule``)."""
 
     #: training times (t ≤ 0.999 keeps κ_r − κ_t > 0 and the rate κ̇/(1 − κ) finite)
     train_time_range = (0.0, 0.999)
@@ -66,29 +72,27 @@ class FactorizedMixturePath(ConditionalPath):
     #: whether bridge proposals to r < 1 give unbiased denoiser targets (see the module docstring)
     supports_bootstrap = False
 
-    def __init__(self, space):
+    def __init__(self, space, schedule: str | dict | MixtureSchedule = "linear", registry=None):
         space = as_categorical(space, f"path {self.name!r}")
         super().__init__(space)
+        self.schedule = resolve_schedule(schedule, MixtureSchedule, registry=registry, owner=f"path {self.name!r}")
         self.shape = torch.Size(space.event_shape)
         self.vocab = int(space.vocab)
         self.mask_token = self.vocab
         self.num_sites = int(math.prod(self.shape))
 
     # ----------------------------------------------------------------- schedule
-    @staticmethod
-    def kappa(t: torch.Tensor) -> torch.Tensor:
-        """κ_t = t."""
-        return t
+    def kappa(self, t: torch.Tensor) -> torch.Tensor:
+        """κ_t of the schedule."""
+        return self.schedule.kappa(t)
 
-    @staticmethod
-    def kappa_dot(t: torch.Tensor) -> torch.Tensor:
-        """κ̇_t = 1."""
-        return torch.ones_like(t)
+    def kappa_dot(self, t: torch.Tensor) -> torch.Tensor:
+        """dκ_t/dt."""
+        return self.schedule.kappa_dot(t)
 
-    @staticmethod
-    def kappa_inverse(k: torch.Tensor) -> torch.Tensor:
+    def kappa_inverse(self, k: torch.Tensor) -> torch.Tensor:
         """t with κ_t = k (the time at which a site with uniform draw k leaves the mask)."""
-        return k
+        return self.schedule.kappa_inverse(k)
 
     def alpha(self, t: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         """α = κ_t / κ_r (B,), 0 where κ_r = 0."""
@@ -119,7 +123,7 @@ class FactorizedMixturePath(ConditionalPath):
         return lp.reshape(x.shape[0], -1).sum(-1)
 
     def describe(self) -> dict:
-        return {"name": self.name, "schedule": "kappa_t = t", "vocab": self.vocab, "shape": list(self.shape)}
+        return {"name": self.name, "schedule": self.schedule.describe(), "vocab": self.vocab, "shape": list(self.shape)}
 
 
 class MaskedPath(FactorizedMixturePath):

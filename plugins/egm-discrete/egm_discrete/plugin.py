@@ -23,8 +23,8 @@ def register_energies(register):
 @hookimpl
 def register_paths(register):
     register("masked", MaskedPath, aliases=("absorbing",),
-             summary="masked (absorbing) jump path, prior all-mask, κ_t = t")
-    register("uniform", UniformPath, summary="uniform-noise jump path, prior uniform tokens, κ_t = t")
+             summary="masked (absorbing) jump path, prior all-mask, schedule κ_t (default linear)")
+    register("uniform", UniformPath, summary="uniform-noise jump path, prior uniform tokens, schedule κ_t (default linear)")
 
 
 @hookimpl
