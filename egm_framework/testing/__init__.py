@@ -7,8 +7,11 @@
 Each check raises ``AssertionError`` with a message saying which promise of the interface failed:
 shapes, dtypes, proposal and target conventions, the linearity of ``weighted_target`` in the weights
 (the estimator relies on it to combine chunks), and that the estimator's target is a convex
-combination that the loss is minimized at. For exactness against an enumerable target see
-:func:`exact_check_discrete`.
+combination that the loss is minimized at. :func:`check_components` also checks that the path
+provides what the generator needs (its ``path_protocol``). Exactness against an enumerable target
+needs a target whose answer is known; the first-party plugins' tests do it by enumeration
+(``plugins/egm-discrete/tests/test_estimators.py``) and in closed form for Gaussians
+(``plugins/egm-continuous/tests/test_estimators.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from typing import Any
 import torch
 
 from ..estimators import estimate_marginal
-from ..interfaces import ConditionalPath, Energy, GeneratorParametrization, StateSpace, simulate
+import inspect
+
+from ..interfaces import ConditionalPath, Energy, GeneratorParametrization, StateSpace, check_path_fits, simulate
 from ..states import State, batch_size, flatten_proposals, tree_leaves, tree_map, tree_map2
 
 __all__ = ["check_state_space", "check_energy", "check_path", "check_generator", "check_components"]
@@ -111,14 +116,18 @@ def check_components(registry, *, energy: str, energy_params: dict | None = None
                      path_params: dict | None = None, generator: str, generator_params: dict | None = None,
                      network: str = "mlp", network_params: dict | None = None, batch: int = 4,
                      seed: int = 0) -> None:
-    """Build the named components and run every contract check on them."""
+    """Build the named components and run every contract check on them.
+
+    ``network_params`` default: a small network — whichever of ``hidden=16, layers=2, zero_init=False``
+    the network's factory accepts (any network works, not only the core's ``mlp``)."""
     g = torch.Generator().manual_seed(seed)
     en = registry.create("energy", energy, **(energy_params or {}))
     sname, sparams = en.space_spec
     space = registry.create("state_space", sname, **dict(sparams))
     p = registry.create("path", path, space, **(path_params or {}))
     gp = registry.create("generator", generator, **(generator_params or {}))
-    params = network_params if network_params is not None else {"hidden": 16, "layers": 2, "zero_init": False}
+    check_path_fits(gp, p, generator, path)
+    params = network_params if network_params is not None else _small_network_params(registry, network)
     net = registry.create("network", network, space, gp.output_shapes(p), **params)
     x1 = simulate(gp, lambda x, t: net(x, t), p, batch, 4, g)
     check_state_space(space, x1)
@@ -128,3 +137,17 @@ def check_components(registry, *, energy: str, energy_params: dict | None = None
     est = estimate_marginal(p, gp, lambda x, r: en(x), p.sample_xt(x1, torch.full((batch,), 0.5), g),
                             torch.full((batch,), 0.5), torch.ones(batch), 16, g, chunk_size=5)
     assert est.ess.shape == (batch,) and bool(((est.ess > 0) & (est.ess <= 1 + 1e-5)).all()), "ESS/K must be in (0, 1]"
+
+
+#: parameters that make the core's networks small for a quick check; passed only where accepted
+SMALL_NETWORK = {"hidden": 16, "layers": 2, "zero_init": False}
+
+
+def _small_network_params(registry, network: str) -> dict:
+    try:
+        sig = inspect.signature(registry.get("network", network).factory)
+    except (TypeError, ValueError):
+        return {}
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+        return {}
+    return {k: v for k, v in SMALL_NETWORK.items() if k in sig.parameters}
