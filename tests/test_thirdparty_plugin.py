@@ -114,12 +114,22 @@ CONFIGS = {
 }
 
 
-@pytest.mark.parametrize("which", sorted(CONFIGS))
-def test_trains_through_egm_train_by_name(target, tmp_path, which):
-    cfg = tmp_path / f"{which}.toml"
-    cfg.write_text(f'name = "{which}"\n' + CONFIGS[which])
-    proc = egm_cli("train", str(cfg), "--out", str(tmp_path / "run"), *TINY, target=target)
+def test_trains_through_egm_train_by_name(target, tmp_path):
+    """``egm train`` for each config; one fresh process runs the CLI's ``main`` for all three (one torch
+    import instead of three), the first through the installed ``egm`` script itself."""
+    runs = []
+    for which in sorted(CONFIGS):
+        cfg = tmp_path / f"{which}.toml"
+        cfg.write_text(f'name = "{which}"\n' + CONFIGS[which])
+        runs.append(["train", str(cfg), "--out", str(tmp_path / which), *TINY])
+    proc = egm_cli(*runs[0], target=target)
     assert proc.returncode == 0, proc.stderr
-    steps = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert steps[-1]["step"] == 3 and all(torch.isfinite(torch.tensor(s["loss"])) for s in steps)
-    assert (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+    code = f"import sys; from egm_framework.cli import main; sys.exit(max(main(a) for a in {runs[1:]!r}))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=clean_env(target),
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    for which in CONFIGS:
+        run = tmp_path / which
+        steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        assert steps[-1]["step"] == 3 and all(torch.isfinite(torch.tensor(s["loss"])) for s in steps), which
+        assert (run / "checkpoints" / "last.pt").exists()
