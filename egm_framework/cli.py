@@ -6,7 +6,7 @@
     egm evaluate RUN_DIR [-n N] [--steps S]                       metrics vs ground truth, report
     egm demo [--out RUN_DIR]                                      train the embedded default (Ising 5×5)
     egm plugins                                                   installed plugins (JSON)
-    egm components [KIND] [--json]                                registered components
+    egm components [KIND] [--params] [--json]                     registered components (and their parameters)
 
 Errors print one line and exit with status 2; no traceback.
 """
@@ -23,9 +23,11 @@ from pathlib import Path
 from . import __version__
 from .errors import ConfigError, EGMError
 
-KINDS_CLI = {"state_space": "state_space", "state_spaces": "state_space", "space": "state_space",
-             "energy": "energy", "energies": "energy", "path": "path", "paths": "path",
-             "generator": "generator", "generators": "generator", "network": "network", "networks": "network"}
+from .hookspecs import KIND_HOOKS
+
+#: what `egm components KIND` accepts: each kind, its plural (from the hook name) and "space"
+KINDS_CLI = {**{k: k for k in KIND_HOOKS}, **{h.removeprefix("register_"): k for k, h in KIND_HOOKS.items()},
+             "space": "state_space"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,8 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("plugins", help="installed plugins as JSON")
     c = sub.add_parser("components", help="registered components")
-    c.add_argument("kind", nargs="?", help="state_space | energy | path | generator | network")
-    c.add_argument("--json", action="store_true", help="JSON output")
+    c.add_argument("kind", nargs="?", help=" | ".join(KIND_HOOKS))
+    c.add_argument("--params", action="store_true",
+                   help="list each component's parameters with their defaults (read from its factory)")
+    c.add_argument("--json", action="store_true", help="JSON output (always includes the parameters)")
     return p
 
 
@@ -183,8 +187,8 @@ def _components(args) -> int:
         if kind is None:
             from .errors import did_you_mean
 
-            raise ConfigError(f"unknown component kind {args.kind!r}; kinds are: state_space, energy, path, "
-                              f"generator, network{did_you_mean(args.kind, list(KINDS_CLI))}")
+            raise ConfigError(f"unknown component kind {args.kind!r}; kinds are: {', '.join(KIND_HOOKS)}"
+                              f"{did_you_mean(args.kind, list(KINDS_CLI))}")
     comps = reg.components(kind)
     if args.json:
         print(json.dumps([c.to_json() for c in comps], indent=2))
@@ -192,12 +196,20 @@ def _components(args) -> int:
     rows = [(c.kind, c.name + (f" ({', '.join(c.aliases)})" if c.aliases else ""), c.plugin, c.summary) for c in comps]
     widths = [max([len(r[i]) for r in rows] + [len(h)]) for i, h in enumerate(("KIND", "NAME", "PLUGIN"))]
     print(f"{'KIND':<{widths[0]}}  {'NAME':<{widths[1]}}  {'PLUGIN':<{widths[2]}}  SUMMARY")
-    for r in rows:
+    for c, r in zip(comps, rows):
         print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}")
+        if args.params:
+            print(f"{'':<{widths[0]}}  params: {_format_params(c.params()) or '(none)'}")
     failed = reg.manager.failed()
     for f in failed:
         print(f"warning: plugin {f.name!r} ({f.distribution or f.module}) failed to load: {f.error}", file=sys.stderr)
     return 0
+
+
+def _format_params(params: list[dict]) -> str:
+    return ", ".join(p["name"] if p["name"].startswith("**") else
+                     f"{p['name']} (required)" if p["required"] else f"{p['name']}={json.dumps(p['default'])}"
+                     for p in params)
 
 
 COMMANDS = {"train": _train, "sample": _sample, "evaluate": _evaluate, "demo": _demo, "plugins": _plugins,

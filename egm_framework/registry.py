@@ -49,7 +49,47 @@ class ComponentInfo:
 
     def to_json(self) -> dict:
         return {"kind": self.kind, "name": self.name, "plugin": self.plugin, "distribution": self.distribution,
-                "summary": self.summary, "aliases": list(self.aliases)}
+                "summary": self.summary, "aliases": list(self.aliases), "params": self.params()}
+
+    def params(self) -> list[dict]:
+        """The parameters a user may set, read from the factory's signature: ``{"name", "required",
+        "default"}`` each (defaults as JSON values, else their repr). The kind's positional context
+        (:data:`KIND_CONTEXT`) and ``registry`` are not user parameters; ``**kwargs`` shows as ``"**name"``."""
+        return factory_params(self.factory, len(KIND_CONTEXT.get(self.kind, ())))
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        items = [_jsonable(v) for v in value]
+        return items if all(not isinstance(i, str) or not i.startswith("<") for i in items) else repr(value)
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return repr(value)
+
+
+def factory_params(factory: Callable, n_context: int = 0) -> list[dict]:
+    """User parameters of ``factory`` (after ``n_context`` positional context arguments)."""
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return []
+    out = []
+    positional = 0
+    for p in sig.parameters.values():
+        if p.name in ("self", "registry") or p.kind is inspect.Parameter.VAR_POSITIONAL:
+            continue
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD) \
+                and positional < n_context:
+            positional += 1
+            continue
+        if p.kind is inspect.Parameter.VAR_KEYWORD:
+            out.append({"name": f"**{p.name}", "required": False, "default": None})
+            continue
+        required = p.default is inspect.Parameter.empty
+        out.append({"name": p.name, "required": required, "default": None if required else _jsonable(p.default)})
+    return out
 
 
 def _summary_of(factory: Callable, summary: str | None) -> str:
@@ -167,7 +207,7 @@ class Registry:
                     f"(`pip install {provider}`, or `pip install -e plugins/{provider}` in a checkout) and check "
                     "`egm plugins`.")
         else:
-            msg += (f" If the {label} comes from a plugin, install it (e.g. `pip install egm-discrete`) "
+            msg += (f" If the {label} comes from a plugin, install the distribution that provides it "
                     "and check `egm plugins`.")
         return msg
 

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from .assembly import Components, build_components, preflight, resolve_device
-from .config import RunConfig, config_from_dict, load_config_dict, to_toml
+from .config import RunConfig, config_from_dict, load_config_dict
 from .errors import ConfigError
 from .errors import CheckpointError, EnergyEvaluationError, EGMError
 from .energy_regression import RobustEnergyLoss
@@ -431,9 +431,12 @@ class Trainer:
             fh.write(json.dumps(rec) + "\n")
 
     def _write_config(self) -> None:
-        p = self.run_dir / "config.toml"
-        if not p.exists():
-            p.write_text(to_toml(self.cfg.to_dict()))
+        """``config.toml`` with resolved component parameters and ``components.json`` (see :mod:`.provenance`)."""
+        if not (self.run_dir / "config.toml").exists():
+            from .provenance import write_run_records
+            from .registry import get_registry
+
+            write_run_records(self.run_dir, self.cfg, self.registry or get_registry(), self.comp.path)
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
@@ -483,6 +486,10 @@ class Trainer:
         if not cfg_path.exists():
             raise CheckpointError(f"{run_dir} is not a run folder (no config.toml); pass the folder `egm train` created")
         from .config import apply_overrides
+        from .provenance import check_recorded_components
+        from .registry import get_registry
+
+        check_recorded_components(run_dir, registry or get_registry())
         cfg = config_from_dict(apply_overrides(load_config_dict(cfg_path), list(overrides)))
         trainer = cls(cfg, run_dir, registry=registry, device=device)
         trainer.load_state_dict(load_checkpoint(trainer.checkpoint_path))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,18 @@ def test_trains_through_egm_train_by_name(target, tmp_path):
         steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         assert steps[-1]["step"] == 3 and all(torch.isfinite(torch.tensor(s["loss"])) for s in steps), which
         assert (run / "checkpoints" / "last.pt").exists()
+        # the run records where each component came from ...
+        prov = json.loads((run / "components.json").read_text())
+        assert prov["network"] == {"kind": "network", "name": "tp_net", "plugin": "thirdparty",
+                                   "distribution": "egm-thirdparty-test", "version": "0.2.0"}
+    assert json.loads((tmp_path / "square" / "components.json").read_text())["path.schedule"]["name"] == "tp_square"
+    # ... and config.toml holds the resolved parameters, defaults included
+    cfg = tomllib.loads((tmp_path / "flip" / "config.toml").read_text())
+    assert cfg["path"] == {"name": "tp_flip", "schedule": "tp_square"} and cfg["network"] == {"name": "tp_net",
+                                                                                               "hidden": 32}
+    assert cfg["generator"] == {"name": "jump", "loss": "ce", "project_target": True, "sampler": "auto"}
+    # without the package, reading the run names the distribution to install
+    proc = egm_cli("sample", str(tmp_path / "flip"), "-n", "2", "-o", str(tmp_path / "x.pt"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "'tp_flip' came from plugin 'thirdparty' of the distribution 'egm-thirdparty-test' 0.2.0" in proc.stderr
+    assert "pip install egm-thirdparty-test==0.2.0" in proc.stderr and "egm-discrete" not in proc.stderr
