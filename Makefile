@@ -9,7 +9,7 @@ TORCH  ?= torch==2.13.0
 STAMP   = $(VENV)/.egm-installed
 PLUGINS = plugins/egm-discrete plugins/egm-continuous plugins/egm-mixed
 
-.PHONY: demo test install benchmark clean
+.PHONY: demo test install benchmark clean docs
 
 $(STAMP): pyproject.toml plugins/egm-discrete/pyproject.toml plugins/egm-continuous/pyproject.toml plugins/egm-mixed/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# regenerate the key reference in docs/configuration.md from egm_framework/config.py
+docs: $(STAMP)
+	$(PY) -m egm_framework.config_reference --write docs/configuration.md
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/step_time.py

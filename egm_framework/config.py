@@ -47,6 +47,10 @@ COMPONENT_SECTIONS = ("energy", "path", "generator", "network", "energy_network"
 # ---------------------------------------------------------------------------------- validators
 def _num(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False, hi_open: bool = False,
          integer: bool = False, optional: bool = False):
+    lo_s = "" if lo is None else ("(" if lo_open else "[") + f"{lo}"
+    hi_s = "" if hi is None else f"{hi}" + (")" if hi_open else "]")
+    rng = f"{lo_s or '(-inf'}, {hi_s or 'inf)'}"
+
     def check(inst, attribute, value):
         where = f"{inst.SECTION}.{attribute.name}"
         if value is None and optional:
@@ -58,10 +62,8 @@ def _num(lo: float | None = None, hi: float | None = None, *, lo_open: bool = Fa
         bad = (lo is not None and (value <= lo if lo_open else value < lo)) or (
             hi is not None and (value >= hi if hi_open else value > hi))
         if bad:
-            lo_s = "" if lo is None else ("(" if lo_open else "[") + f"{lo}"
-            hi_s = "" if hi is None else f"{hi}" + (")" if hi_open else "]")
-            rng = f"{lo_s or '(-inf'}, {hi_s or 'inf)'}"
             raise ConfigError(f"{where}: must be in {rng}, got {value!r}")
+    check.allowed = ("integer in " if integer else "") + rng + (" or unset" if optional else "")  # docs reference
     return check
 
 
@@ -70,6 +72,7 @@ def _choice(*options: str):
         if value not in options:
             raise ConfigError(f"{inst.SECTION}.{attribute.name}: must be one of {', '.join(map(repr, options))}, "
                               f"got {value!r}{did_you_mean(str(value), options)}")
+    check.allowed = " or ".join(f'`"{o}"`' for o in options)  # docs reference
     return check
 
 
