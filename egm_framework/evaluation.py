@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from . import __version__
-from .metrics import compare, format_metrics, statistics
+from .metrics import ANNOTATIONS, compare, format_metrics, statistics
 from .states import State, batch_size, from_saveable, index, to_saveable, tree_map
 
 if TYPE_CHECKING:
@@ -94,6 +94,8 @@ def evaluate_trainer(trainer: "Trainer", num_samples: int | None = None, steps: 
         metrics = {"num_samples": n, **{f"{k}-mean": float(v.mean()) for k, v in st.items()}}
     metrics.update({"sample_steps": steps, "sample_seconds": round(sample_time, 3), "step": trainer.step,
                     "ground_truth": method})
+    metrics["sampler"] = trainer.comp.generator.sampling_note(trainer.comp.path, steps)
+    metrics.update(exact_reference_values(energy, cfg.energy.name))
     if write:
         out = trainer.run_dir
         (out / "eval.json").write_text(json.dumps(metrics, indent=2))
@@ -117,10 +119,43 @@ def evaluate_trainer(trainer: "Trainer", num_samples: int | None = None, steps: 
     return metrics
 
 
+def exact_reference_values(energy, name: str) -> dict[str, float]:
+    """``{key/exact: value}`` from :meth:`Energy.exact_values`; a failing hook costs only these values."""
+    try:
+        return {f"{k}/exact": float(v) for k, v in (energy.exact_values() or {}).items()}
+    except Exception as exc:  # noqa: BLE001 - reported, the evaluation goes on
+        print(f"egm: warning: energy {name!r} could not compute its exact values: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
+        return {}
+
+
+def _md(name: str) -> str:
+    """A metric name as a Markdown table cell (``|M|-W1`` would split the row)."""
+    return name.replace("|", "\\|")
+
+
+def _exact_rows(m: dict) -> list[str]:
+    rows = []
+    for key, exact in m.items():
+        if not key.endswith("/exact"):
+            continue
+        k = key[: -len("/exact")]
+        est = m.get(k)
+        if isinstance(est, (int, float)) and not isinstance(est, bool):
+            rows.append(f"| {_md(k)} | {exact:.6g} | {est:.4g} | {abs(est - exact):.3g} |")
+        else:
+            rows.append(f"| {_md(k)} | {exact:.6g} | | |")
+    if not rows:
+        return []
+    return ["", "## Exact reference values", "",
+            "Computed by the energy itself (`Energy.exact_values`), not estimated from ground-truth samples.", "",
+            "| quantity | exact | EGM | abs. difference |", "|---|---|---|---|", *rows]
+
+
 def _metric_rows(m: dict) -> list[str]:
     rows = []
     for k, v in m.items():
-        if k.endswith("/floor") or k.endswith("/reference") or not isinstance(v, (int, float)) or isinstance(v, bool):
+        if k.endswith(ANNOTATIONS) or not isinstance(v, (int, float)) or isinstance(v, bool):
             continue
         if k in ("num_samples", "num_reference", "sample_steps", "sample_seconds", "step"):
             continue
@@ -128,7 +163,7 @@ def _metric_rows(m: dict) -> list[str]:
         ref = m.get(f"{k}/reference")
         extra = f"{f:.4g}" if f is not None else (f"{ref:.4g} (ground truth)" if ref is not None else "")
         ratio = f"{v / f:.2f}" if f else ""
-        rows.append(f"| {k} | {v:.4g} | {extra} | {ratio} |")
+        rows.append(f"| {_md(k)} | {v:.4g} | {extra} | {ratio} |")
     return rows
 
 
@@ -146,7 +181,8 @@ def write_report(trainer: "Trainer", metrics: dict, figures: list[str]) -> None:
         + (f", Δ = {cfg.estimator.delta}" if cfg.estimator.kind == "bootstrap" else "") + ".",
         "",
         f"## Evaluation ({metrics.get('num_samples')} model samples vs {metrics.get('num_reference', '-')} "
-        f"ground-truth samples, {metrics['sample_steps']} integration steps, {metrics['sample_seconds']} s to sample)",
+        f"ground-truth samples, {metrics.get('sampler', str(metrics['sample_steps']) + ' integration steps')}, "
+        f"{metrics['sample_seconds']} s to sample)",
         "",
         f"Ground truth: {metrics['ground_truth']}. The noise floor is the same metric between two independent "
         "ground-truth sets of the same size.",
@@ -154,6 +190,7 @@ def write_report(trainer: "Trainer", metrics: dict, figures: list[str]) -> None:
         "| metric | EGM | noise floor | ratio |",
         "|---|---|---|---|",
         *_metric_rows(metrics),
+        *_exact_rows(metrics),
         "",
         "Produced by `egm train` / `egm evaluate` from `config.toml` in this folder.",
     ]

@@ -59,6 +59,9 @@ def statistics(energy, x: State, chunk: int = 4096) -> dict[str, np.ndarray]:
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
+#: suffixes of keys that annotate a metric (its noise floor, ground-truth value, exact value), not metrics
+ANNOTATIONS = ("/floor", "/reference", "/exact")
+
 ABBREV = {"energy": "E", "magnetization": "M", "abs_magnetization": "|M|"}
 
 
@@ -92,7 +95,7 @@ def format_metrics(m: dict[str, Any], keys: list[str] | None = None) -> str:
     """One line, e.g. ``E-W1 0.210 (floor 0.150)  M-W1 ...``."""
     parts = []
     for k, v in m.items():
-        if k.endswith("/floor") or k.endswith("/reference") or (keys and k not in keys):
+        if k.endswith(ANNOTATIONS) or (keys and k not in keys):
             continue
         if not isinstance(v, (int, float)) or k.startswith("num_"):
             continue

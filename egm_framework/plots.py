@@ -49,6 +49,24 @@ def histograms(stats_model: dict, stats_ref: dict, out_dir: Path, title: str = "
     return [name]
 
 
+def _loss_scale(ax, values) -> None:
+    """Log scale for positive losses, linear otherwise; the y ticks always carry labels (a symlog axis
+    whose range holds no power of ten had none)."""
+    v = np.asarray([x for x in values if x is not None], dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size and (v > 0).all():
+        ax.set_yscale("log")
+        from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+        if v.max() / v.min() < 10:  # less than a decade: label plain numbers at every minor step
+            ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
+            fmt = ScalarFormatter()
+            fmt.set_scientific(True)
+            ax.yaxis.set_major_formatter(fmt)
+            ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_ylabel("loss")
+
+
 def training_curves(metrics_file: Path, out_dir: Path) -> list[str]:
     """Loss (and energy-network loss) per logged step; ESS over training and by time bin."""
     if not metrics_file.exists():
@@ -63,7 +81,7 @@ def training_curves(metrics_file: Path, out_dir: Path) -> list[str]:
     axes[0].plot(steps, [r["loss"] for r in recs], label="generator loss")
     if "energy_loss" in recs[0]:
         axes[0].plot(steps, [r["energy_loss"] for r in recs], label="energy-net loss")
-    axes[0].set_yscale("symlog", linthresh=1e-3)
+    _loss_scale(axes[0], [r["loss"] for r in recs] + [r["energy_loss"] for r in recs if "energy_loss" in r])
     axes[0].set_xlabel("step")
     axes[0].legend(fontsize=8)
     axes[1].plot(steps, [r["ess"] for r in recs])

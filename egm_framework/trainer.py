@@ -413,8 +413,8 @@ class Trainer:
                     if self._count:
                         self._log(self._flush_stats())
                     self.save_checkpoint()
-                    print(f"train.max_seconds = {tc.max_seconds} reached after {self.step} steps; evaluating",
-                          file=sys.stderr)
+                    print(f"train.max_seconds = {tc.max_seconds} reached after {self.step} steps; "
+                          + ("evaluating" if evaluate_at_end else "checkpoint written"), file=sys.stderr)
                     break
                 if self.outer % tc.checkpoint_every == 0 or self.outer == tc.outer_iterations:
                     self.save_checkpoint()

@@ -54,6 +54,16 @@ class Energy(ABC):
     #: not distances: their ground-truth value is reported as ``key/reference`` instead of a noise floor
     reference_metrics: frozenset[str] = frozenset()
 
+    def exact_values(self) -> dict[str, float]:
+        """Exact reference values for the report, name -> value (e.g. ⟨E⟩, log Z, a ground-state share),
+        computed from the model itself rather than estimated from ground-truth samples.
+
+        A name equal to a reported metric (``E-mean``; ``M-mean`` and ``|M|-mean`` for the observables
+        ``magnetization`` and ``abs_magnetization``; ``<observable>-mean`` otherwise; a key of
+        :meth:`extra_metrics`) puts the exact value next to the sampler's estimate; any other name
+        (``log Z``) is listed with its value. Default: none. Written to ``eval.json`` as ``name/exact``."""
+        return {}
+
     def figures(self, samples: State, reference: State, out_dir) -> list[str]:
         """Write task-specific figures into ``out_dir``; return their file names."""
         return []

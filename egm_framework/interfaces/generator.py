@@ -71,6 +71,10 @@ class GeneratorParametrization(ABC):
             x = self.step(model, path, x, grid[i] * ones, grid[i + 1] * ones, generator)
         return x
 
+    def sampling_note(self, path: ConditionalPath, steps: int) -> str:
+        """How :meth:`sample` simulates with ``steps``, for reports (override when it uses no steps)."""
+        return f"{steps} integration steps"
+
     def describe(self) -> dict:
         return {"name": self.name}
 

@@ -140,7 +140,7 @@ class JumpGenerator(GeneratorParametrization):
         drawn from D^i(x_{T_i−}, T_i). Visiting the sites in the order of their times reproduces
         the process exactly (no τ-leaping error) in S = number-of-sites evaluations.
         Other paths, or ``sampler = "tau_leaping"``: the τ-leaping grid of the base class."""
-        if self.sampler == "tau_leaping" or not getattr(path, "uses_mask", False):
+        if self.sampler == "tau_leaping" or not getattr(path, "uses_mask", False):  # see sampling_note
             return super().sample(model, path, n, steps, generator, device)
         x = path.prior_sample(n, generator, device)
         S, N = path.num_sites, path.vocab
@@ -154,6 +154,11 @@ class JumpGenerator(GeneratorParametrization):
             site_logits = logits.gather(1, site.unsqueeze(-1).expand(n, 1, N)).squeeze(1)  # (n, N)
             flat = flat.scatter(1, site, sample_categorical(site_logits, generator).view(n, 1))
         return flat.view(n, *path.shape)
+
+    def sampling_note(self, path, steps: int) -> str:
+        if self.sampler == "tau_leaping" or not getattr(path, "uses_mask", False):
+            return f"{steps} τ-leaping steps"
+        return "exact CTMC simulation (one network call per site, no integration steps)"
 
     def describe(self) -> dict:
         return {"name": self.name, "loss": self.loss_kind, "project_target": self.project_target,

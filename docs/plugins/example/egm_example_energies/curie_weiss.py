@@ -87,6 +87,14 @@ class CurieWeissEnergy(Energy):
         log_binom = math.lgamma(n + 1) - torch.lgamma(k + 1) - torch.lgamma(n - k + 1)
         return float(torch.logsumexp(log_binom - self._energy_of_m(2 * k - n), dim=0))
 
+    def exact_values(self) -> dict[str, float]:
+        """Exact ⟨E⟩, ⟨|M|/N⟩ and log Z from the N+1 magnetization levels, for the run report."""
+        n = self.n_spins
+        p = self.level_log_probs().exp()
+        m = 2 * torch.arange(n + 1, dtype=torch.float64) - n
+        return {"E-mean": float((p * self._energy_of_m(m)).sum()), "|M|-mean": float((p * m.abs()).sum() / n),
+                "log Z": self.log_partition()}
+
     def ground_truth(self, n: int, generator: torch.Generator, device: torch.device | str = "cpu") -> torch.Tensor:
         """n exact, independent samples. -> (n, N) long tokens on ``device``."""
         gen_device = generator.device

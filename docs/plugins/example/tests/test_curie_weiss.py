@@ -111,3 +111,15 @@ def test_curie_weiss_meets_the_shared_contract():
     except UnknownComponentError as exc:
         pytest.skip(f"needs the installed example package and egm-discrete: {exc}")
     check_components(reg, energy="curie_weiss", energy_params={"n_spins": 8}, path="masked", generator="jump")
+
+
+def test_exact_values_match_enumeration():
+    e = CurieWeissEnergy(n_spins=8, beta=0.7, J=1.0, h=0.2)
+    states = torch.tensor(list(itertools.product([0, 1], repeat=8)))
+    energies = e(states).double()
+    p = torch.softmax(-energies, dim=0)
+    m = (2 * states.sum(-1) - 8).double().abs() / 8
+    exact = e.exact_values()
+    assert exact["E-mean"] == pytest.approx(float((p * energies).sum()), rel=1e-6)  # energies are float32
+    assert exact["|M|-mean"] == pytest.approx(float((p * m).sum()), rel=1e-6)  # energies are float32
+    assert exact["log Z"] == pytest.approx(float(torch.logsumexp(-energies, 0)), rel=1e-6)  # energies are float32
