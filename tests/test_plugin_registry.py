@@ -156,6 +156,7 @@ def test_components_listing_and_json():
     assert registry.get("energy", "toy_energy").to_json() == {
         "kind": "energy", "name": "toy_energy", "plugin": "toy", "distribution": "dist-toy",
         "summary": "toy energy summary", "aliases": ["te"],
+        "params": [{"name": "beta", "required": False, "default": 1.0}],
     }
 
 
@@ -274,7 +275,8 @@ def test_unknown_name_lists_available_suggests_and_hints_install():
     assert msg.startswith("unknown energy 'toy_enrgy'; available: ")
     assert "te" in msg and "toy_energy" in msg
     assert "did you mean 'toy_energy'?" in msg
-    assert "install it" in msg and "egm plugins" in msg
+    assert "install the distribution that provides it" in msg and "egm plugins" in msg
+    assert "egm-discrete" not in msg  # a third-party name gets no first-party package suggested
     assert isinstance(err.value, LookupError)
 
 
