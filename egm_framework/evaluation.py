@@ -78,7 +78,15 @@ def evaluate_trainer(trainer: "Trainer", num_samples: int | None = None, steps: 
     g = torch.Generator(device=trainer.device)
     g.manual_seed(cfg.eval.seed)
     t0 = time.perf_counter()
-    samples = tree_map(lambda v: v.cpu(), trainer.sample(n, steps, generator=g))
+    from .exactness import log_prob_refusal, sample_with_log_prob, summarize
+
+    refusal = log_prob_refusal(trainer)
+    with_q = None
+    if refusal is None:  # the same samples as trainer.sample, with the model's log q of each
+        with_q = sample_with_log_prob(trainer, n, steps, g)
+        samples = with_q.x
+    else:
+        samples = tree_map(lambda v: v.cpu(), trainer.sample(n, steps, generator=g))
     sample_time = time.perf_counter() - t0
     energy = trainer.comp.energy
     try:
@@ -96,6 +104,14 @@ def evaluate_trainer(trainer: "Trainer", num_samples: int | None = None, steps: 
                     "ground_truth": method})
     metrics["sampler"] = trainer.comp.generator.sampling_note(trainer.comp.path, steps)
     metrics.update(exact_reference_values(energy, cfg.energy.name))
+    if with_q is not None:
+        try:
+            metrics["exactness"] = summarize(energy, samples, with_q.log_q, exact_log_q=with_q.exact,
+                                             log_q_std=with_q.log_q_std)
+        except ValueError as exc:  # e.g. every log-weight non-finite: report why, keep the metrics
+            metrics["exactness"] = {"unavailable": str(exc)}
+    else:
+        metrics["exactness"] = {"unavailable": refusal}
     if write:
         out = trainer.run_dir
         (out / "eval.json").write_text(json.dumps(metrics, indent=2))
@@ -194,6 +210,32 @@ def write_report(trainer: "Trainer", metrics: dict, figures: list[str]) -> None:
         "",
         "Produced by `egm train` / `egm evaluate` from `config.toml` in this folder.",
     ]
+    lines += exactness_section(metrics.get("exactness"))
     if figures:
         lines += ["", "## Figures", ""] + [f"![{f}](figures/{f})" for f in figures]
     (trainer.run_dir / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def exactness_section(ex: dict | None) -> list[str]:
+    """Report lines of the "exactness" section (importance weights of the evaluation samples)."""
+    if not ex:
+        return []
+    lines = ["", "## Exactness", ""]
+    if "unavailable" in ex:
+        return lines + [f"Not available: {ex['unavailable']}."]
+    from .exactness import LOW_ESS
+
+    lines += [
+        f"Importance weights w = exp(−E) / q of the {ex['num_samples']} evaluation samples (log q "
+        f"{ex['log_q']}; see docs/exactness.md). ESS/n = {ex['ess_fraction']:.4g}; "
+        f"log Z = {ex['log_z']:.6g}, 95% interval [{ex['log_z_lo']:.6g}, {ex['log_z_hi']:.6g}]; "
+        f"KL(q‖p) ≈ {ex['kl_reverse']:.4g}, KL(p‖q) ≈ {ex['kl_forward']:.4g} nats.",
+        "",
+    ]
+    if ex["ess_fraction"] < LOW_ESS:
+        lines += [f"ESS/n is below {LOW_ESS}: the reweighted values and their error bars are not to be trusted.", ""]
+    lines += ["| observable | raw mean ± se | reweighted ± se |", "|---|---|---|"]
+    for k, v in ex["observables"].items():
+        lines.append(f"| {k} | {v['raw']:.5g} ± {v['raw_se']:.2g} | {v['reweighted']:.5g} ± {v['reweighted_se']:.2g} |")
+    lines += ["", "Recompute with more samples: `egm estimate RUN_DIR -n N` (writes estimate.json)."]
+    return lines

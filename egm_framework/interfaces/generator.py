@@ -75,6 +75,28 @@ class GeneratorParametrization(ABC):
         """How :meth:`sample` simulates with ``steps``, for reports (override when it uses no steps)."""
         return f"{steps} integration steps"
 
+    # ----------------------------------------------------------------- model likelihood (optional)
+    #: whether :meth:`sample_with_log_prob` is implemented (for some paths; see :meth:`log_prob_unsupported`)
+    supports_log_prob: bool = False
+
+    def log_prob_unsupported(self, path: ConditionalPath) -> str | None:
+        """None if :meth:`sample_with_log_prob` works with ``path``, else why not (one sentence)."""
+        if not self.supports_log_prob:
+            return f"generator {self.name!r} has no tractable probability of its samples"
+        return None
+
+    def sample_with_log_prob(self, model: ModelFn, path: ConditionalPath, n: int, steps: int,
+                             generator: torch.Generator, device: torch.device | str = "cpu", **options: Any):
+        """Draw n samples together with the model's log-probability of each: a
+        :class:`~egm_framework.likelihood.LogProbSample` (x, log_q (n,) float64, exact, log_q_std, info).
+        log_q may live in an extended space (e.g. given a network-independent schedule σ that is part
+        of the simulation): exp(−E(x)) / q(x | σ) is then the exact importance weight. Optional:
+        parametrizations that implement it set ``supports_log_prob = True``."""
+        from ..likelihood import LikelihoodUnavailableError
+
+        raise LikelihoodUnavailableError(self.log_prob_unsupported(path) or
+                                         f"generator {self.name!r} does not implement sample_with_log_prob")
+
     def describe(self) -> dict:
         return {"name": self.name}
 

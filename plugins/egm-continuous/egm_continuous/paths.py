@@ -205,6 +205,12 @@ class CondOTPath(AffinePath):
             raise ValueError(f"cond_ot needs 0 < t_min < t_max < 1, got t_min={t_min}, t_max={t_max}")
         super().__init__(space, CondOTSchedule(), t_min, t_max)
 
+    def prior_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """log N(x; 0, I) on the space's free coordinates, (B,) float64."""
+        from egm_framework.likelihood import gaussian_log_prob
+
+        return gaussian_log_prob(x, 1.0, self.space.free_dim)
+
     def describe(self) -> dict:
         return {"name": self.name, "t_min": self.t_min, "t_max": self.t_max}
 
@@ -252,6 +258,12 @@ class VEPath(AffinePath):
         """x_0 ~ N(0, σ_0² I), σ_0² = σ_max² − σ_min². -> (n, d)."""
         s0 = math.sqrt(self.sigma_max ** 2 - self.sigma_min ** 2)
         return s0 * self._noise((n, self.space.dim), generator, device)
+
+    def prior_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """log N(x; 0, σ_0² I) on the space's free coordinates, (B,) float64."""
+        from egm_framework.likelihood import gaussian_log_prob
+
+        return gaussian_log_prob(x, math.sqrt(self.sigma_max ** 2 - self.sigma_min ** 2), self.space.free_dim)
 
     def describe(self) -> dict:
         return {"name": self.name, "sigma_min": self.sigma_min, "sigma_max": self.sigma_max,

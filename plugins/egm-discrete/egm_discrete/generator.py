@@ -142,18 +142,93 @@ class JumpGenerator(GeneratorParametrization):
         Other paths, or ``sampler = "tau_leaping"``: the τ-leaping grid of the base class."""
         if self.sampler == "tau_leaping" or not getattr(path, "uses_mask", False):  # see sampling_note
             return super().sample(model, path, n, steps, generator, device)
+        return self._exact_masked(model, path, n, generator, device, want_log_prob=False)[0]
+
+    def _exact_masked(self, model, path, n, generator, device, want_log_prob: bool, schedule=None, target=None):
+        """The exact masked-path simulation of :meth:`sample`, optionally accumulating
+        log q(x | σ) = Σ_j log D_θ(x before step j, t_j)^{i_j}[x^{i_j}] from the same network calls.
+
+        schedule: (times (n, S) ascending, order (n, S) site indices) or None (drawn: T_i = κ^{-1}(U_i));
+        target: (n, *shape) tokens to place instead of drawing them (teacher forcing: then log_q is
+        log q(target | σ)). Returns (x (n, *shape), log_q (n,) float64 or None, (times, order))."""
         x = path.prior_sample(n, generator, device)
         S, N = path.num_sites, path.vocab
-        u = torch.rand(n, S, generator=generator, device=device)
-        times = path.kappa_inverse(u)
-        times, order = torch.sort(times, dim=1)
+        if schedule is None:
+            u = torch.rand(n, S, generator=generator, device=device)
+            times, order = torch.sort(path.kappa_inverse(u), dim=1)
+        else:
+            times, order = schedule
         flat = x.reshape(n, S)
+        forced = None if target is None else target.reshape(n, S)
+        log_q = torch.zeros(n, dtype=torch.float64, device=device) if want_log_prob else None
         for j in range(S):
             logits = model(flat.view(n, *path.shape), times[:, j]).reshape(n, S, N)
             site = order[:, j].view(n, 1)
             site_logits = logits.gather(1, site.unsqueeze(-1).expand(n, 1, N)).squeeze(1)  # (n, N)
-            flat = flat.scatter(1, site, sample_categorical(site_logits, generator).view(n, 1))
-        return flat.view(n, *path.shape)
+            tok = sample_categorical(site_logits, generator) if forced is None else forced.gather(1, site).squeeze(1)
+            if log_q is not None:
+                log_q += F.log_softmax(site_logits.float(), dim=-1).gather(1, tok.view(n, 1)).squeeze(1).double()
+            flat = flat.scatter(1, site, tok.view(n, 1))
+        return flat.view(n, *path.shape), log_q, (times, order)
+
+    # ----------------------------------------------------------------- model likelihood
+    supports_log_prob = True
+
+    def log_prob_unsupported(self, path):
+        if not getattr(path, "uses_mask", False):
+            return (f"generator 'jump' with path {getattr(path, 'name', '?')!r} is simulated by τ-leaping, where a site "
+                    "can change many times and a sample's probability sums over all its histories (intractable); "
+                    "use path 'masked'")
+        return None
+
+    def step_log_prob(self, path, x, x_next, output) -> torch.Tensor:
+        """log-probability (n,) float64 of the tokens chosen in one masked-path step x -> x_next, given the
+        network output (logits) at x: Σ over sites unmasked in this step of log D^i[x_next^i]. Which sites
+        unmask does not depend on the network (their jump times have a fixed law), so this is the only
+        model-dependent factor of the step."""
+        n = x.shape[0]
+        N = output.shape[-1]
+        new = (x == path.mask_token) & (x_next != path.mask_token)
+        logp = F.log_softmax(output.float(), dim=-1).reshape(n, -1, N)
+        picked = logp.gather(2, x_next.reshape(n, -1, 1).clamp(max=N - 1)).squeeze(2)
+        return torch.where(new.reshape(n, -1), picked, torch.zeros_like(picked)).sum(1).double()
+
+    def sample_with_log_prob(self, model, path, n, steps, generator, device="cpu", **options):
+        """Samples and log q(x | σ) (exact, extended space). Masked path only: with the exact sampler σ is
+        the unmasking order and times (one network call per site, the same calls as :meth:`sample`, the
+        same random draws, hence the same samples for the same generator state); with ``sampler =
+        "tau_leaping"`` σ records in which grid step each site unmasks (also network-independent).
+        ``options``: ``return_schedule=True`` puts (times, order) of the exact sampler in ``info``."""
+        from egm_framework.likelihood import LikelihoodUnavailableError, LogProbSample
+
+        reason = self.log_prob_unsupported(path)
+        if reason:
+            raise LikelihoodUnavailableError(reason)
+        if self.sampler == "tau_leaping":
+            from egm_framework.interfaces.generator import time_grid
+
+            x = path.prior_sample(n, generator, device)
+            grid = time_grid(path, steps, device)
+            ones = torch.ones(n, device=device)
+            log_q = torch.zeros(n, dtype=torch.float64, device=device)
+            for i in range(steps):
+                out = model(x, grid[i] * ones)
+                x_next = self.step_from_output(path, x, grid[i] * ones, grid[i + 1] * ones, out, generator)
+                log_q += self.step_log_prob(path, x, x_next, out)
+                x = x_next
+            return LogProbSample(x=x, log_q=log_q, info={"method": "masked τ-leaping, exact given the schedule"})
+        x, log_q, sched = self._exact_masked(model, path, n, generator, device, want_log_prob=True)
+        info = {"method": "masked exact sampler, exact given the unmasking schedule"}
+        if options.get("return_schedule"):
+            info["schedule"] = sched
+        return LogProbSample(x=x, log_q=log_q, info=info)
+
+    def log_prob_given_schedule(self, model, path, x, times, order) -> torch.Tensor:
+        """log q(x | σ) (n,) float64 for given samples x (n, *shape) and a given unmasking schedule σ =
+        (times (n, S) ascending, order (n, S)): teacher-forced through the exact sampler's network calls.
+        Summed over all x for one σ, exp(log q) is 1 (a check on the likelihood, see the tests)."""
+        return self._exact_masked(model, path, x.shape[0], None, x.device, want_log_prob=True,
+                                  schedule=(times, order), target=x)[1]
 
     def sampling_note(self, path, steps: int) -> str:
         if self.sampler == "tau_leaping" or not getattr(path, "uses_mask", False):
