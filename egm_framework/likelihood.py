@@ -28,7 +28,7 @@ import torch
 
 from .errors import EGMError
 
-__all__ = ["LogProbSample", "LikelihoodUnavailableError", "step_log_det", "gaussian_log_prob"]
+__all__ = ["LogProbSample", "LikelihoodUnavailableError", "step_log_det", "invert_step", "gaussian_log_prob"]
 
 
 @attrs.frozen(kw_only=True, eq=False)
@@ -100,3 +100,25 @@ def step_log_det(
             logdet = est.mean(0)
             var = est.var(0, unbiased=True) / m if m > 1 else torch.zeros_like(logdet)
     return y.detach(), logdet.detach(), var.detach()
+
+
+def invert_step(step: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor, iterations: int = 50,
+                tol: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+    """Solve Φ(z) = y row-wise by Newton's method with the full Jacobian (small dimension), starting at z = y.
+    Returns (z, log|det ∂Φ/∂z| at z (B,) float64). Rows that have not converged to ‖Φ(z) − y‖ ≤ tol·(1 + ‖y‖)
+    after ``iterations`` raise ValueError (the step is not invertible there, e.g. too large a step)."""
+    z = y.detach().clone()
+    B, d = y.shape[0], y[0].numel()
+    yf = y.detach().reshape(B, d).double()
+    for _ in range(iterations):
+        with torch.enable_grad():
+            zg = z.detach().requires_grad_(True)
+            out = step(zg)
+            J = _jacobian(out, zg).double()
+        res = out.detach().reshape(B, d).double() - yf
+        if bool((res.norm(dim=1) <= tol * (1 + yf.norm(dim=1))).all()):
+            return z, torch.linalg.slogdet(J)[1]
+        dz = torch.linalg.solve(J, res.unsqueeze(-1)).squeeze(-1)
+        z = (z.reshape(B, d).double() - dz).to(y.dtype).reshape(y.shape)
+    raise ValueError(f"inverting a solver step did not converge in {iterations} Newton iterations "
+                     f"(largest residual {float(res.norm(dim=1).max()):.3g}); use more steps")
