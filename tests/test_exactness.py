@@ -261,3 +261,64 @@ def test_mh_chain_targets_p_on_a_discrete_toy():
     assert np.abs(freq - p).max() < 0.01 and 0 < acc < 1
     idx = ex.sir(lw, 200000, rng)
     assert np.abs(np.bincount(xs[idx], minlength=3) / 200000 - p).max() < 0.01
+
+
+# ------------------------------------------------------------------ command line
+def _egm(*args):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "egm_framework.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def _tiny_run(tmp_path, path_name: str = "masked"):
+    tr = make_trainer(tmp_path, ising_cfg(3, outer=2, inner=5, path={"name": path_name}), train=True)
+    return tr.run_dir
+
+
+def _snapshot(run):
+    return {str(f.relative_to(run)): f.read_bytes() for f in sorted(run.rglob("*")) if f.is_file()}
+
+
+def test_cli_estimate_and_corrected_sampling(tmp_path):
+    run = _tiny_run(tmp_path)
+    before = _snapshot(run)
+    r = _egm("estimate", str(run), "-n", "500", "--observable", "abs_magnetization")
+    assert r.returncode == 0, r.stderr
+    assert "log Z" in r.stdout and "ESS/n" in r.stdout and "abs_magnetization" in r.stdout
+    after = _snapshot(run)
+    assert set(after) - set(before) == {"estimate.json"}  # its own output; nothing else written or changed
+    assert all(after[k] == v for k, v in before.items())
+    import json
+
+    est = json.loads((run / "estimate.json").read_text())
+    assert set(est["observables"]) == {"energy", "abs_magnetization"} and est["num_samples"] == 500
+    assert est["log_z_lo"] < est["log_z"] < est["log_z_hi"]
+
+    bad = _egm("estimate", str(run), "--observable", "magnetisation")
+    assert bad.returncode == 2 and "unknown observable 'magnetisation'" in bad.stderr
+    assert "available: energy, magnetization, abs_magnetization" in bad.stderr and "Traceback" not in bad.stderr
+
+    out = tmp_path / "mh.pt"
+    r = _egm("sample", str(run), "-n", "300", "-o", str(out), "--correct", "mh")
+    assert r.returncode == 0, r.stderr
+    assert "acceptance_rate" in r.stderr and "energy_autocorr_time" in r.stderr
+    x = torch.load(out, weights_only=True)["x"]
+    assert x.shape == (300, 3, 3) and x.dtype == torch.long
+    assert _snapshot(run).keys() == after.keys()
+
+
+def test_corrected_samples_sir(trained3):
+    x, info = ex.corrected_samples(trained3, 500, 10, torch.Generator().manual_seed(0), "sir")
+    assert x.shape == (500, 3, 3) and 0 < info["unique_fraction"] <= 1 and 0 < info["ess_fraction"] <= 1
+
+
+def test_cli_refuses_a_run_without_likelihood(tmp_path):
+    run = _tiny_run(tmp_path, "uniform")
+    r = _egm("estimate", str(run), "-n", "100")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "τ-leaping" in r.stderr and "available for: " in r.stderr and "flow" in r.stderr
+    assert not (run / "estimate.json").exists()
