@@ -185,8 +185,10 @@ def sample_with_log_prob(trainer: "Trainer", n: int, steps: int, generator: torc
     parts = []
     try:
         for i in range(0, n, chunk):
-            parts.append(trainer.comp.generator.sample_with_log_prob(
-                trainer.model_fn, trainer.comp.path, min(chunk, n - i), steps, generator, trainer.device, **options))
+            with torch.no_grad():  # a generator that needs gradients (flow Jacobians) enables them itself
+                parts.append(trainer.comp.generator.sample_with_log_prob(
+                    trainer.model_fn, trainer.comp.path, min(chunk, n - i), steps, generator, trainer.device,
+                    **options))
     finally:
         trainer.model.train(was)
     x = cat([tree_map(lambda v: v.detach(), p.x) for p in parts]) if len(parts) > 1 else parts[0].x

@@ -193,6 +193,7 @@ class JumpGenerator(GeneratorParametrization):
         picked = logp.gather(2, x_next.reshape(n, -1, 1).clamp(max=N - 1)).squeeze(2)
         return torch.where(new.reshape(n, -1), picked, torch.zeros_like(picked)).sum(1).double()
 
+    @torch.no_grad()
     def sample_with_log_prob(self, model, path, n, steps, generator, device="cpu", **options):
         """Samples and log q(x | σ) (exact, extended space). Masked path only: with the exact sampler σ is
         the unmasking order and times (one network call per site, the same calls as :meth:`sample`, the
@@ -223,6 +224,7 @@ class JumpGenerator(GeneratorParametrization):
             info["schedule"] = sched
         return LogProbSample(x=x, log_q=log_q, info=info)
 
+    @torch.no_grad()
     def log_prob_given_schedule(self, model, path, x, times, order) -> torch.Tensor:
         """log q(x | σ) (n,) float64 for given samples x (n, *shape) and a given unmasking schedule σ =
         (times (n, S) ascending, order (n, S)): teacher-forced through the exact sampler's network calls.
