@@ -1,6 +1,6 @@
 """Measurements of issue 9 (docs/results.md, "Exactness"): importance-weighted estimates from trained runs.
 
-    python benchmarks/exactness.py ising RUN [-n N]               raw vs reweighted ⟨E⟩, ⟨|M|⟩ vs exact / reference
+    python benchmarks/exactness.py ising RUN [-n N]               raw vs reweighted ⟨E⟩, ⟨|M|⟩, log Z vs exact
     python benchmarks/exactness.py modes RUN [-n N]               reweighted mode weights vs their noise floor
     python benchmarks/exactness.py mh RUN [--proposals P] [-n N]  MH-corrected E-W1 vs noise floor
     python benchmarks/exactness.py cost RUN [-n N] [--repeat R]   likelihood pass vs plain sampling (seconds)
@@ -33,24 +33,25 @@ def load(run: str) -> Trainer:
     return Trainer.resume(run, device="cpu")
 
 
-def with_q(tr: Trainer, n: int, seed: int = 0):
+def with_q(tr: Trainer, n: int, seed: int = 0, steps: int | None = None):
     g = torch.Generator().manual_seed(seed)
-    s = ex.sample_with_log_prob(tr, n, tr.cfg.eval.sample_steps, g)
+    s = ex.sample_with_log_prob(tr, n, steps or tr.cfg.eval.sample_steps, g)
     st = statistics(tr.comp.energy, s.x)
     return s, st, ex.log_weights(st["energy"], s.log_q)
 
 
 def cmd_ising(args) -> dict:
-    from egm_discrete.ground_truth import transfer_matrix_moments
+    from egm_discrete.ground_truth import transfer_matrix_log_partition, transfer_matrix_moments
 
     tr = load(args.run)
     e = tr.comp.energy
-    s, st, lw = with_q(tr, args.n, args.seed)
+    s, st, lw = with_q(tr, args.n, args.seed, args.steps)
     exact_e, _ = transfer_matrix_moments(e.L, e.beta, e.J, e.h)
     ref, ref2, method = ground_truth_sets(e, args.ref_n // 2, tr.cfg.eval.ground_truth_seed, "cpu")
     absm_ref = np.concatenate([statistics(e, ref)["abs_magnetization"], statistics(e, ref2)["abs_magnetization"]])
     out = {"run": args.run, "step": tr.step, "n": args.n, "ess_fraction": ex.ess_fraction(lw), **ex.log_z(lw),
            **ex.kl_estimates(lw), "exact_energy_transfer_matrix": exact_e,
+           "exact_log_z_transfer_matrix": transfer_matrix_log_partition(e.L, e.beta, e.J, e.h),
            "abs_magnetization_reference": float(absm_ref.mean()),
            "abs_magnetization_reference_se": float(absm_ref.std(ddof=1) / math.sqrt(absm_ref.size)),
            "reference_method": method, "reference_n": int(absm_ref.size)}
@@ -81,7 +82,7 @@ def _tv(idx, weights, p) -> float:
 def cmd_modes(args) -> dict:
     tr = load(args.run)
     e = tr.comp.energy
-    s, st, lw = with_q(tr, args.n, args.seed)
+    s, st, lw = with_q(tr, args.n, args.seed, args.steps)
     idx, p = _mode_assign(e, s.x)
     wn = ex.normalized_weights(lw)
     floors = []
@@ -89,7 +90,8 @@ def cmd_modes(args) -> dict:
         gt = e.ground_truth(args.n, torch.Generator().manual_seed(1000 + k), "cpu")
         gi, _ = _mode_assign(e, gt)
         floors.append(_tv(gi, np.ones(args.n), p))
-    return {"run": args.run, "step": tr.step, "n": args.n, "ess_fraction": ex.ess_fraction(lw), **ex.log_z(lw),
+    return {"run": args.run, "step": tr.step, "n": args.n, "steps": args.steps,
+            "ess_fraction": ex.ess_fraction(lw), **ex.log_z(lw),
             "mode_tv_raw": _tv(idx, np.ones(args.n), p), "mode_tv_reweighted": _tv(idx, wn, p),
             "mode_tv_floor_mean": float(np.mean(floors)), "mode_tv_floor_max": float(np.max(floors)),
             "floor_repeats": args.floor_repeats}
@@ -98,7 +100,7 @@ def cmd_modes(args) -> dict:
 def cmd_mh(args) -> dict:
     tr = load(args.run)
     e = tr.comp.energy
-    s, st, lw = with_q(tr, args.proposals, args.seed)
+    s, st, lw = with_q(tr, args.proposals, args.seed, args.steps)
     chain, acc = ex.independence_mh(lw, np.random.default_rng(args.seed))
     tau = ex.integrated_autocorr_time(st["energy"][chain])
     thin = max(1, args.proposals // args.n)
@@ -106,7 +108,8 @@ def cmd_mh(args) -> dict:
     ref, ref2, method = ground_truth_sets(e, args.n, tr.cfg.eval.ground_truth_seed, "cpu")
     er, er2 = statistics(e, ref)["energy"], statistics(e, ref2)["energy"]
     raw = st["energy"][: args.n]
-    return {"run": args.run, "step": tr.step, "proposals": args.proposals, "n": int(picked.size), "thin": thin,
+    return {"run": args.run, "step": tr.step, "steps": args.steps, "proposals": args.proposals,
+            "n": int(picked.size), "thin": thin,
             "ess_fraction": ex.ess_fraction(lw), "acceptance_rate": acc, "energy_autocorr_time": tau,
             "E-W1_raw": wasserstein_1d(raw, er), "E-W1_mh": wasserstein_1d(st["energy"][picked], er),
             "E-W1_floor": wasserstein_1d(er2, er), "ground_truth": method}
@@ -114,7 +117,7 @@ def cmd_mh(args) -> dict:
 
 def cmd_cost(args) -> dict:
     tr = load(args.run)
-    steps = tr.cfg.eval.sample_steps
+    steps = args.steps or tr.cfg.eval.sample_steps
     tr.model.eval()
 
     def timed(fn):
@@ -149,6 +152,7 @@ def main() -> None:
         c.add_argument("run")
         c.add_argument("-n", type=int, default=2000)
         c.add_argument("--seed", type=int, default=0)
+        c.add_argument("--steps", type=int, help="integration steps (default: the run's eval.sample_steps)")
         c.set_defaults(fn=fn)
         if name == "ising":
             c.add_argument("--ref-n", type=int, default=4000, help="ground-truth states for ⟨|M|⟩")

@@ -236,6 +236,7 @@ def exactness_section(ex: dict | None) -> list[str]:
         lines += [f"ESS/n is below {LOW_ESS}: the reweighted values and their error bars are not to be trusted.", ""]
     lines += ["| observable | raw mean ± se | reweighted ± se |", "|---|---|---|"]
     for k, v in ex["observables"].items():
-        lines.append(f"| {k} | {v['raw']:.5g} ± {v['raw_se']:.2g} | {v['reweighted']:.5g} ± {v['reweighted_se']:.2g} |")
+        lines.append(f"| {k} | {v['raw']:.5g} ± {v['raw_se']:.2g} | "
+                     f"{v['reweighted']:.5g} ± {v['reweighted_se']:.2g} |")
     lines += ["", "Recompute with more samples: `egm estimate RUN_DIR -n N` (writes estimate.json)."]
     return lines

@@ -301,7 +301,8 @@ def format_summary(r: dict[str, Any]) -> str:
                      "are unreliable (see docs/exactness.md)")
     lines.append(f"{'observable':<20} {'raw':>24} {'reweighted':>24}")
     for k, v in r["observables"].items():
-        lines.append(f"{k:<20} {v['raw']:>14.6g} ± {v['raw_se']:<8.2g}{v['reweighted']:>14.6g} ± {v['reweighted_se']:<8.2g}")
+        lines.append(f"{k:<20} {v['raw']:>14.6g} ± {v['raw_se']:<8.2g}"
+                     f"{v['reweighted']:>14.6g} ± {v['reweighted_se']:<8.2g}")
     if "solver_check" in r:
         sc = r["solver_check"]
         lines.append(f"solver check ({sc['steps'][0]} vs {sc['steps'][1]} steps): mean |Δ log q| "

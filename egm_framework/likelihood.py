@@ -78,7 +78,8 @@ def step_log_det(
     variance of that value (B,) float64).
 
     exact=True: the full Jacobian (d reverse passes) and its log-determinant, variance 0.
-    exact=False: Hutchinson with ``probes`` Rademacher vectors ε: tr(∂Φ/∂x − I) ≈ mean_m ε_mᵀ(∂Φ/∂x)ε_m − d
+    exact=False: Hutchinson with ``probes`` Rademacher vectors ε:
+    tr(∂Φ/∂x − I) ≈ mean_m ε_mᵀ(∂Φ/∂x)ε_m − d
     (first-order log-determinant of a step close to the identity), variance = sample variance / probes.
     ``step`` must be differentiable in x; x: (B, *event)."""
     with torch.enable_grad():
@@ -105,8 +106,8 @@ def step_log_det(
 def invert_step(step: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor, iterations: int = 50,
                 tol: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
     """Solve Φ(z) = y row-wise by Newton's method with the full Jacobian (small dimension), starting at z = y.
-    Returns (z, log|det ∂Φ/∂z| at z (B,) float64). Rows that have not converged to ‖Φ(z) − y‖ ≤ tol·(1 + ‖y‖)
-    after ``iterations`` raise ValueError (the step is not invertible there, e.g. too large a step)."""
+    Returns (z, log|det ∂Φ/∂z| at z (B,) float64). Rows that have not converged to
+    ‖Φ(z) − y‖ ≤ tol·(1 + ‖y‖) after ``iterations`` raise ValueError (the step is not invertible there, e.g. too large a step)."""
     z = y.detach().clone()
     B, d = y.shape[0], y[0].numel()
     yf = y.detach().reshape(B, d).double()

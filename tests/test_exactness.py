@@ -322,3 +322,12 @@ def test_cli_refuses_a_run_without_likelihood(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "τ-leaping" in r.stderr and "available for: " in r.stderr and "flow" in r.stderr
     assert not (run / "estimate.json").exists()
+
+
+@pytest.mark.parametrize("L,beta,h", [(3, 0.3, 0.0), (4, 0.4407, 0.1)])
+def test_transfer_matrix_log_partition_matches_enumeration(L, beta, h):
+    from egm_discrete.ground_truth import enumerate_tokens, ising_energy_tokens, transfer_matrix_log_partition
+
+    states = enumerate_tokens(L * L, 2).view(-1, L, L)
+    exact = float(torch.logsumexp(-ising_energy_tokens(states, beta, h=h).double(), 0))
+    assert transfer_matrix_log_partition(L, beta, h=h) == pytest.approx(exact, abs=1e-5)

@@ -176,8 +176,8 @@ class JumpGenerator(GeneratorParametrization):
 
     def log_prob_unsupported(self, path):
         if not getattr(path, "uses_mask", False):
-            return (f"generator 'jump' with path {getattr(path, 'name', '?')!r} is simulated by τ-leaping, where a site "
-                    "can change many times and a sample's probability sums over all its histories (intractable); "
+            return (f"generator 'jump' with path {getattr(path, 'name', '?')!r} is simulated by τ-leaping, "
+                    "where a site can change many times and a sample's probability sums over all its histories (intractable); "
                     "use path 'masked'")
         return None
 
