@@ -228,7 +228,8 @@ def exactness_section(ex: dict | None) -> list[str]:
     lines += [
         f"Importance weights w = exp(−E) / q of the {ex['num_samples']} evaluation samples (log q "
         f"{ex['log_q']}; see docs/exactness.md). ESS/n = {ex['ess_fraction']:.4g}; "
-        f"log Z = {ex['log_z']:.6g}, 95% interval [{ex['log_z_lo']:.6g}, {ex['log_z_hi']:.6g}]; "
+        f"log Z = {ex['log_z']:.6g}, 95% interval [{ex['log_z_lo']:.6g}, {ex['log_z_hi']:.6g}]"
+        + (f" (exact {ex['log_z_exact']:.6g})" if "log_z_exact" in ex else "") + "; "
         f"KL(q‖p) ≈ {ex['kl_reverse']:.4g}, KL(p‖q) ≈ {ex['kl_forward']:.4g} nats.",
         "",
     ]

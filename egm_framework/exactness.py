@@ -224,6 +224,9 @@ def summarize(energy, x: State, log_q, observables: Sequence[str] | None = None,
     out["ess_fraction"] = ess_fraction(lw)
     out.update(log_z(lw))
     out.update(kl_estimates(lw))
+    exact_lz = getattr(energy, "log_partition", None)  # energies that know their own log Z say so
+    if isinstance(exact_lz, (int, float)) and not isinstance(exact_lz, bool):
+        out["log_z_exact"] = float(exact_lz)
     if log_q_std is not None:
         out["log_q_std_mean"] = float(_f64(log_q_std).mean())
     obs = {}
@@ -293,8 +296,9 @@ def corrected_samples(trainer: "Trainer", n: int, steps: int, generator: torch.G
 
 def format_summary(r: dict[str, Any]) -> str:
     """Human-readable lines of :func:`summarize` / :func:`estimate` output."""
+    exact = f" exact {r['log_z_exact']:.6g}" if "log_z_exact" in r else ""
     lines = [f"samples {r['num_samples']}  ESS/n {r['ess_fraction']:.4g}  log Z {r['log_z']:.6g} "
-             f"[{r['log_z_lo']:.6g}, {r['log_z_hi']:.6g}] (95%)  KL(q||p) ≈ {r['kl_reverse']:.4g}  "
+             f"[{r['log_z_lo']:.6g}, {r['log_z_hi']:.6g}] (95%){exact}  KL(q||p) ≈ {r['kl_reverse']:.4g}  "
              f"KL(p||q) ≈ {r['kl_forward']:.4g}  log q {r['log_q']}"]
     if r["ess_fraction"] < LOW_ESS:
         lines.append(f"warning: ESS/n = {r['ess_fraction']:.3g} < {LOW_ESS}: reweighted values and their error bars "
