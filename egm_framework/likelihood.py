@@ -28,7 +28,8 @@ import torch
 
 from .errors import EGMError
 
-__all__ = ["LogProbSample", "LikelihoodUnavailableError", "step_log_det", "invert_step", "gaussian_log_prob"]
+__all__ = ["LogProbSample", "LikelihoodUnavailableError", "step_log_det", "invert_step", "gaussian_log_prob",
+           "log_det_options"]
 
 
 @attrs.frozen(kw_only=True, eq=False)
@@ -57,6 +58,17 @@ def gaussian_log_prob(x: torch.Tensor, std: float, free_dim: int | None = None) 
     d = xf.shape[1] if free_dim is None else int(free_dim)
     return -0.5 * (xf * xf).sum(1) / (std * std) - 0.5 * d * torch.log(torch.tensor(2 * torch.pi * std * std,
                                                                                        dtype=torch.float64))
+
+
+def log_det_options(x: torch.Tensor, options: dict, exact_max_dim: int) -> tuple[bool, int, torch.Generator]:
+    """The log-determinant settings of a ``sample_with_log_prob`` call: (exact, probes, probe generator).
+    exact when x has at most ``options["exact_max_dim"]`` (default ``exact_max_dim``) coordinates;
+    ``probes`` (default 2) Hutchinson vectors per step from a generator seeded with ``probe_seed`` (default
+    0), separate from the sampling generator so that the samples do not depend on the likelihood mode."""
+    exact = int(x[0].numel()) <= int(options.get("exact_max_dim", exact_max_dim))
+    pg = torch.Generator(device=x.device)
+    pg.manual_seed(int(options.get("probe_seed", 0)))
+    return exact, int(options.get("probes", 2)), pg
 
 
 def _jacobian(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

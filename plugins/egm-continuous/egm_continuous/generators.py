@@ -136,17 +136,13 @@ class FlowGenerator(_VectorFieldGenerator):
         ``probe_seed``, default 0) gives −Σ_k h·div u (first order), with the per-sample standard
         deviation of its Monte-Carlo error in ``log_q_std``. Draws the same samples as :meth:`sample`."""
         from egm_framework.interfaces.generator import time_grid
-        from egm_framework.likelihood import LikelihoodUnavailableError, LogProbSample, step_log_det
+        from egm_framework.likelihood import LikelihoodUnavailableError, LogProbSample, log_det_options, step_log_det
 
         reason = self.log_prob_unsupported(path)
         if reason:
             raise LikelihoodUnavailableError(reason)
         x = path.prior_sample(n, generator, device)
-        dim = int(x[0].numel())
-        exact = dim <= int(options.get("exact_max_dim", self.exact_max_dim))
-        probes = int(options.get("probes", 2))
-        pg = torch.Generator(device=x.device)
-        pg.manual_seed(int(options.get("probe_seed", 0)))
+        exact, probes, pg = log_det_options(x, options, self.exact_max_dim)
         log_q = path.prior_log_prob(x)
         var = torch.zeros_like(log_q)
         grid = time_grid(path, steps, device)

@@ -118,7 +118,7 @@ class ProductGenerator(GeneratorParametrization):
         triangular given σ). Exact for continuous parts up to ``exact_max_dim`` coordinates, Hutchinson
         above (as for ``flow``). Same random draws, hence the same samples, as :meth:`sample`."""
         from egm_framework.interfaces.generator import time_grid
-        from egm_framework.likelihood import LikelihoodUnavailableError, LogProbSample, step_log_det
+        from egm_framework.likelihood import LikelihoodUnavailableError, LogProbSample, log_det_options, step_log_det
 
         reason = self.log_prob_unsupported(path)
         if reason:
@@ -126,10 +126,7 @@ class ProductGenerator(GeneratorParametrization):
         pc, pd = path.continuous, path.discrete
         x = path.prior_sample(n, generator, device)
         xc, xd = x[0], x[1]
-        exact = int(xc[0].numel()) <= int(options.get("exact_max_dim", self.continuous.exact_max_dim))
-        probes = int(options.get("probes", 2))
-        pg = torch.Generator(device=xc.device)
-        pg.manual_seed(int(options.get("probe_seed", 0)))
+        exact, probes, pg = log_det_options(xc, options, self.continuous.exact_max_dim)
         log_q = pc.prior_log_prob(xc)
         var = torch.zeros_like(log_q)
         grid = time_grid(path, steps, device)
