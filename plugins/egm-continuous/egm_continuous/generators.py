@@ -116,7 +116,7 @@ class FlowGenerator(_VectorFieldGenerator):
     # ----------------------------------------------------------------- model likelihood
     supports_log_prob = True
     #: up to this many coordinates the step Jacobian is computed in full (exact log-determinant)
-    exact_max_dim = 16
+    exact_max_dim = 8
 
     def log_prob_unsupported(self, path):
         if not hasattr(path, "prior_log_prob"):
