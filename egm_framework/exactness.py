@@ -163,7 +163,7 @@ def log_prob_refusal(trainer: "Trainer") -> str | None:
         return None
     working = _working_generators(trainer)
     return (f"{reason}. Likelihoods are available for: {', '.join(working) or 'none installed'} "
-            "(jump needs the masked path, flow a cond_ot or ve path, product both parts)")
+            "(jump needs the masked path, flow an affine path such as cond_ot or ve, product both parts)")
 
 
 def _working_generators(trainer: "Trainer") -> list[str]:

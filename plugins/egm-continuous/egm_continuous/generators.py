@@ -121,7 +121,7 @@ class FlowGenerator(_VectorFieldGenerator):
     def log_prob_unsupported(self, path):
         if not hasattr(path, "prior_log_prob"):
             return (f"generator 'flow' needs the prior density of path {getattr(path, 'name', '?')!r} "
-                    "(prior_log_prob); use cond_ot or ve")
+                    "(prior_log_prob); use cond_ot, ve or affine")
         if getattr(path.space, "zero_com", False):
             return ("generator 'flow' on a zero_com space: the likelihood on the centre-of-mass-free subspace is "
                     "not implemented; use a space without zero_com")

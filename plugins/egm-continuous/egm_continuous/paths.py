@@ -174,6 +174,12 @@ class AffinePath(GaussianBridgePath):
         noise = self._noise((n, self.space.dim), generator, device)
         return noise if s0 == 1.0 else s0 * noise
 
+    def prior_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """log N(x; 0, σ_0² I) of the prior draws on the space's free coordinates, (B,) float64."""
+        from egm_framework.likelihood import gaussian_log_prob
+
+        return gaussian_log_prob(x, float(self.schedule.sigma(torch.zeros(1))[0]), self.space.free_dim)
+
     def describe(self) -> dict:
         return {"name": self.name, "schedule": self.schedule.describe(), "t_min": self.t_min, "t_max": self.t_max}
 
@@ -204,12 +210,6 @@ class CondOTPath(AffinePath):
         if not 0.0 < t_min < t_max < 1.0:
             raise ValueError(f"cond_ot needs 0 < t_min < t_max < 1, got t_min={t_min}, t_max={t_max}")
         super().__init__(space, CondOTSchedule(), t_min, t_max)
-
-    def prior_log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """log N(x; 0, I) on the space's free coordinates, (B,) float64."""
-        from egm_framework.likelihood import gaussian_log_prob
-
-        return gaussian_log_prob(x, 1.0, self.space.free_dim)
 
     def describe(self) -> dict:
         return {"name": self.name, "t_min": self.t_min, "t_max": self.t_max}
