@@ -1,5 +1,6 @@
 """Components the core itself contributes, registered through the same hooks as any plugin."""
 
+from .baselines import MetropolisBaseline
 from .hookspecs import hookimpl
 from .networks import build_mlp, build_resmlp
 from .schedules import BUILTIN_SCHEDULES
@@ -15,3 +16,9 @@ def register_networks(register):
 def register_schedules(register):
     for name, (factory, aliases, summary) in BUILTIN_SCHEDULES.items():
         register(name, factory, aliases=aliases, summary=summary)
+
+
+@hookimpl
+def register_baselines(register):
+    register("metropolis", MetropolisBaseline,
+             summary="random-walk Metropolis on any space (the fallback): one proposal per chain and part")

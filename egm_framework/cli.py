@@ -7,6 +7,7 @@
     egm estimate RUN_DIR [-n N] [--observable NAME ...]           log Z, ESS/n, reweighted observables
     egm sample RUN_DIR -n N -o FILE --correct {sir,mh}            bias-corrected samples (importance weights)
     egm demo [--out RUN_DIR]                                      train the embedded default (Ising 5×5)
+    egm compare CONFIG [--budget-energy-evals N]                  EGM vs MCMC baselines at a matched budget
     egm plugins                                                   installed plugins (JSON)
     egm components [KIND] [--params] [--json]                     registered components (and their parameters)
 
@@ -85,6 +86,22 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="train and evaluate the embedded default (Ising 5×5, β = 0.2) on CPU")
     d.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
     d.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    m = sub.add_parser("compare", help="EGM against MCMC baselines at a matched budget, as curves")
+    m.add_argument("config", help="TOML config of the EGM run")
+    m.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    m.add_argument("--out", help="output folder (default: runs/compare-<name>-<time>)")
+    m.add_argument("--budget-energy-evals", type=float, metavar="N",
+                   help="EGM trains until it has used N energy evaluations (default: the config's training)")
+    m.add_argument("--budget-seconds", type=float, metavar="S", help="... or S seconds of training, if sooner")
+    m.add_argument("--baselines", help="comma-separated baseline names (default: every applicable one; "
+                   "see `egm components baseline`)")
+    m.add_argument("--chains", type=int, help="MCMC chains = samples per evaluation (default: train.batch_size)")
+    m.add_argument("--metric", help="second metric to draw besides E-W1 (default: the task's first with a floor)")
+    m.add_argument("--points", type=int, default=12, help="evaluations per curve (default 12)")
+    m.add_argument("--baseline-max-seconds", type=float, help="stop a baseline after this many seconds "
+                   "(default: 2 × EGM's seconds + 60)")
+    m.add_argument("--device")
 
     sub.add_parser("plugins", help="installed plugins as JSON")
     c = sub.add_parser("components", help="registered components")
@@ -211,6 +228,33 @@ def _demo(args) -> int:
     return _train(ns)
 
 
+def _compare(args) -> int:
+    from .compare import CompareSettings, run_compare
+    from .config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    if args.chains is not None and args.chains < 2:
+        raise ConfigError(f"--chains must be ≥ 2, got {args.chains}")
+    if args.points < 2:
+        raise ConfigError(f"--points must be ≥ 2, got {args.points}")
+    budget = args.budget_energy_evals
+    if budget is not None and not (budget >= 1 and budget < 1e18):
+        raise ConfigError(f"--budget-energy-evals must be a number ≥ 1, got {budget}")
+    names = None
+    if args.baselines is not None:
+        names = tuple(n.strip() for n in args.baselines.split(",") if n.strip())
+        if not names:
+            raise ConfigError("--baselines needs at least one name (see `egm components baseline`)")
+    settings = CompareSettings(budget_energy_evals=int(budget) if budget is not None else None,
+                               budget_seconds=args.budget_seconds, baselines=names, chains=args.chains,
+                               metric=args.metric, points=args.points, baseline_max_seconds=args.baseline_max_seconds)
+    out = Path(args.out) if args.out else Path("runs") / f"compare-{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_compare(cfg, out, settings, device=args.device)
+    print((out / "compare.md").read_text())
+    print(f"table: {out / 'compare.md'}  figure: {out / 'compare.png'}  EGM run: {out / 'egm'}")
+    return 0
+
+
 def _plugins(args) -> int:
     from .plugins import default_plugin_manager
 
@@ -255,8 +299,7 @@ def _format_params(params: list[dict]) -> str:
 
 
 COMMANDS = {"train": _train, "sample": _sample, "evaluate": _evaluate, "estimate": _estimate, "demo": _demo,
-            "plugins": _plugins,
-            "components": _components}
+            "plugins": _plugins, "components": _components, "compare": _compare}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -158,6 +158,8 @@ class TrainConfig:
     #: stop training after this many seconds (then checkpoint and evaluate); None: no limit
     max_seconds: float | None = attrs.field(default=None, validator=_num(0, lo_open=True, optional=True))
     progress: bool = True
+    #: CPU threads for torch (torch.set_num_threads); None: half the usable cores, at least 1
+    threads: int | None = attrs.field(default=None, validator=_num(1, integer=True, optional=True))
 
     @device.validator
     def _dev(self, attribute, value):

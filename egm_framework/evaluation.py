@@ -101,6 +101,7 @@ def evaluate_trainer(trainer: "Trainer", num_samples: int | None = None, steps: 
         st = statistics(energy, samples)
         metrics = {"num_samples": n, **{f"{k}-mean": float(v.mean()) for k, v in st.items()}}
     metrics.update({"sample_steps": steps, "sample_seconds": round(sample_time, 3), "step": trainer.step,
+                    "energy_evals": trainer.energy_evals, "train_seconds": round(trainer.elapsed, 3),
                     "ground_truth": method})
     metrics["sampler"] = trainer.comp.generator.sampling_note(trainer.comp.path, steps)
     metrics.update(exact_reference_values(energy, cfg.energy.name))
@@ -124,6 +125,7 @@ def evaluate_trainer(trainer: "Trainer", num_samples: int | None = None, steps: 
             fig_dir = out / "figures"
             fig_dir.mkdir(exist_ok=True)
             figs += plots.training_curves(out / "metrics.jsonl", fig_dir)
+            figs += plots.quality_curves(out / "metrics.jsonl", metrics, fig_dir)
             if ref is not None:
                 figs += plots.histograms(statistics(energy, samples), statistics(energy, ref), fig_dir, cfg.name)
                 try:
@@ -173,7 +175,8 @@ def _metric_rows(m: dict) -> list[str]:
     for k, v in m.items():
         if k.endswith(ANNOTATIONS) or not isinstance(v, (int, float)) or isinstance(v, bool):
             continue
-        if k in ("num_samples", "num_reference", "sample_steps", "sample_seconds", "step"):
+        if k in ("num_samples", "num_reference", "sample_steps", "sample_seconds", "step", "energy_evals",
+                 "train_seconds"):
             continue
         f = m.get(f"{k}/floor")
         ref = m.get(f"{k}/reference")
@@ -189,7 +192,8 @@ def write_report(trainer: "Trainer", metrics: dict, figures: list[str]) -> None:
     lines = [
         f"# EGM run `{cfg.name}`",
         "",
-        f"Trained {trainer.step} steps ({trainer.outer} outer iterations) in {trainer.elapsed:.1f} s on "
+        f"Trained {trainer.step} steps ({trainer.outer} outer iterations, {trainer.energy_evals:.3g} energy "
+        f"evaluations) in {trainer.elapsed:.1f} s on "
         f"{trainer.device} ({platform.processor() or platform.machine()}), egm-framework {__version__}.",
         f"Target: energy `{cfg.energy.name}` {cfg.energy.params} on state space `{comp.space.name}` "
         f"({comp.space.dim} dims); path `{cfg.path.name}`, generator `{cfg.generator.name}`, network "

@@ -66,6 +66,16 @@ def register_networks(register: Registrar) -> None:
 
 
 @hookspec
+def register_baselines(register: Registrar) -> None:
+    """Register MCMC baselines run against EGM at a matched budget (``egm compare``):
+    ``factory(energy, space, **params) -> Baseline``; a factory raises
+    :class:`~egm_framework.baselines.BaselineNotApplicable` for a target it does not fit.
+
+    e.g. ``register("gibbs", GibbsBaseline, summary="parallel Gibbs, checkerboard on even lattices")``
+    """
+
+
+@hookspec
 def register_schedules(register: Registrar) -> None:
     """Register time schedules of paths: ``factory(**params) -> Schedule``
     (a :class:`~egm_framework.interfaces.MixtureSchedule` κ_t or an
@@ -84,4 +94,5 @@ KIND_HOOKS = {
     "generator": "register_generators",
     "network": "register_networks",
     "schedule": "register_schedules",
+    "baseline": "register_baselines",
 }

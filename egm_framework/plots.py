@@ -102,3 +102,67 @@ def training_curves(metrics_file: Path, out_dir: Path) -> list[str]:
     fig.savefig(out_dir / name, dpi=110)
     plt.close(fig)
     return [name]
+
+
+def key_metric(metrics: dict, preferred: str | None = None) -> str | None:
+    """The task's headline metric besides E-W1: ``preferred`` if it has a floor, else the first metric
+    with a noise floor that is not an energy distance or a W2 (e.g. M-W1 for Ising, a mode metric for
+    mixtures)."""
+    if preferred:
+        return preferred if f"{preferred}/floor" in metrics else None
+    for k in metrics:
+        if k.endswith("/floor"):
+            base = k[: -len("/floor")]
+            if not base.startswith("E-") and not base.endswith("-W2"):
+                return base
+    return None
+
+
+def quality_figure(curves: dict[str, list[dict]], metric_names: list[str], floors: dict[str, float], path: Path,
+                   title: str = "") -> str:
+    """Metric / noise floor against cumulative energy evaluations (left) and seconds (right), log–log,
+    one line per method; the floor (1) and 2× floor are drawn. A point is a dict with ``energy_evals``,
+    ``seconds`` and the metric values."""
+    plt = _plt()
+    rows = [m for m in metric_names if floors.get(m)]
+    fig, axes = plt.subplots(len(rows), 2, figsize=(10, 3.3 * len(rows)), squeeze=False)
+    for r, m in enumerate(rows):
+        for c, (xkey, xlabel) in enumerate((("energy_evals", "energy evaluations"), ("seconds", "seconds"))):
+            ax = axes[r][c]
+            for label, pts in curves.items():
+                pts = [p for p in pts if p.get(xkey, 0) > 0 and m in p and np.isfinite(p[m])]
+                if pts:
+                    ax.plot([p[xkey] for p in pts], [max(p[m] / floors[m], 1e-3) for p in pts], marker="o", ms=3,
+                            label=label)
+            ax.axhline(1.0, color="k", lw=1, label="noise floor")
+            ax.axhline(2.0, color="k", lw=1, ls="--", label="2× floor")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(f"{m} / floor" + (f" (floor {floors[m]:.3g})" if floors[m] != 1.0 else ""))
+            ax.grid(True, which="both", alpha=0.2)
+            if r == 0 and c == 0:
+                ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path.name
+
+
+def quality_curves(metrics_file: Path, final: dict | None, out_dir: Path) -> list[str]:
+    """Time-to-quality of one run: its periodic evaluations (``train.eval_every``) and the final one,
+    metric / floor against energy evaluations and against training seconds."""
+    recs = []
+    if metrics_file.exists():
+        recs = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+    pts = [r["eval"] for r in recs if isinstance(r.get("eval"), dict)] + ([final] if final else [])
+    pts = [dict(p, seconds=p.get("train_seconds", 0)) for p in pts if "energy_evals" in p]
+    if not pts:
+        return []
+    last = pts[-1]
+    names = [m for m in ("E-W1", key_metric(last)) if m]
+    # each evaluation has its own floor (its sample size): plot every point against its own floor
+    norm = [{**p, **{m: p[m] / p[f"{m}/floor"] for m in names if p.get(f"{m}/floor")}} for p in pts]
+    return [quality_figure({"EGM": norm}, names, {m: 1.0 for m in names}, out_dir / "quality.png",
+                           "time to quality (metric / its noise floor)")]

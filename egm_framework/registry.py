@@ -20,7 +20,8 @@ KINDS = tuple(KIND_HOOKS)
 #: how a kind is named in messages ("state space"); derived, so a new kind needs no entry here
 KIND_LABEL = {k: k.replace("_", " ") for k in KINDS}
 #: positional context the framework passes to a kind's factories before the user's parameters
-KIND_CONTEXT: dict[str, tuple[str, ...]] = {"path": ("space",), "network": ("space", "output_shapes")}
+KIND_CONTEXT: dict[str, tuple[str, ...]] = {"path": ("space",), "network": ("space", "output_shapes"),
+                                            "baseline": ("energy", "space")}
 
 
 #: where the first-party components live, for "install the plugin" hints when one is missing
@@ -34,6 +35,8 @@ FIRST_PARTY: dict[str, dict[str, str]] = {
     "generator": {"jump": "egm-discrete", "flow": "egm-continuous", "diffusion": "egm-continuous",
                   "product": "egm-mixed"},
     "network": {"lattice_conv": "egm-discrete", "egnn": "egm-continuous"},
+    "baseline": {"gibbs": "egm-discrete", "swendsen_wang": "egm-discrete", "mala": "egm-continuous",
+                 "mwg": "egm-mixed"},
 }
 
 

@@ -40,6 +40,17 @@ from .registry import Registry
 from .states import State, batch_size, from_saveable, index, to_saveable, tree_map
 
 ESS_BINS = 10
+#: torch's own thread count at import (before any train.threads was applied)
+_TORCH_THREADS = torch.get_num_threads()
+
+
+def resolve_threads(threads: int | None) -> int:
+    """train.threads, or the machine default: half the usable cores (at least 1, at most torch's own
+    default), so that one other busy process cannot oversubscribe the cores (see README, "Threads")."""
+    if threads is not None:
+        return threads
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(_TORCH_THREADS, cores // 2))
 
 
 class TrainingDivergedError(EGMError):
@@ -121,6 +132,7 @@ class Trainer:
         self.registry = registry
         self.device = resolve_device(device or cfg.train.device)
         tc = cfg.train
+        torch.set_num_threads(resolve_threads(tc.threads))
         torch.manual_seed(tc.seed)  # network initialization
         self.comp: Components = build_components(cfg, registry)
         self.model = self.comp.network.to(self.device)
@@ -214,6 +226,11 @@ class Trainer:
         t[:n_boot] = lo + (cut - lo) * u[:n_boot]
         t[n_boot:] = cut + (hi - cut) * u[n_boot:]
         return t, n_final
+
+    @property
+    def energy_evals(self) -> int:
+        """States passed to the true energy by training so far (evaluations not included)."""
+        return self.estimator.energy_evals
 
     def _energy_for_check(self, x: State) -> torch.Tensor:
         e = self.comp.energy(x)

@@ -60,6 +60,11 @@ def schedule_factory(power: float = 1.0):
     return Thing(power=power)
 
 
+def baseline_factory(energy, space, thin: int = 1):
+    """A toy baseline."""
+    return Thing(energy, space, thin=thin)
+
+
 class AllHooks:
     @hookimpl
     def register_state_spaces(self, register):
@@ -85,6 +90,10 @@ class AllHooks:
     def register_schedules(self, register):
         register("toy_schedule", schedule_factory, aliases=("tsc",), summary="toy schedule summary")
 
+    @hookimpl
+    def register_baselines(self, register):
+        register("toy_baseline", baseline_factory, aliases=("tb",), summary="toy baseline summary")
+
 
 CASES = {  # kind -> (name, alias, positional context, params, expected params seen by the factory)
     "state_space": ("toy_space", "ts", (), {"size": 5}, {"size": 5, "vocab": 2}),
@@ -93,6 +102,7 @@ CASES = {  # kind -> (name, alias, positional context, params, expected params s
     "generator": ("toy_generator", "tg", (), {"steps": 3}, {"steps": 3}),
     "network": ("toy_network", "tn", ("SPACE", {"logits": (4, 2)}), {"hidden": 8}, {"hidden": 8}),
     "schedule": ("toy_schedule", "tsc", (), {"power": 2.0}, {"power": 2.0}),
+    "baseline": ("toy_baseline", "tb", ("ENERGY", "SPACE"), {"thin": 2}, {"thin": 2}),
 }
 
 

@@ -2,6 +2,7 @@
 
 from egm_framework import hookimpl
 
+from .baselines import MALABaseline
 from .energies import DoubleWellEnergy, GaussianEnergy, GaussianMixtureEnergy, GMM25Energy, GMM40Energy
 from .generators import DiffusionGenerator, FlowGenerator
 from .networks import build_egnn
@@ -45,3 +46,8 @@ def register_energies(register):
 @hookimpl
 def register_networks(register):
     register("egnn", build_egnn, summary="E(n)-equivariant GNN for particle systems (velocity or scalar energy)")
+
+
+@hookimpl
+def register_baselines(register):
+    register("mala", MALABaseline, summary="MALA with step-size adaptation: one energy + one gradient per chain and sweep")

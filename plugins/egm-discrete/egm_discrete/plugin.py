@@ -2,6 +2,7 @@
 
 from egm_framework import hookimpl
 
+from .baselines import GibbsBaseline, SwendsenWangBaseline
 from .energies import IsingEnergy, PottsEnergy
 from .generator import JumpGenerator
 from .networks import build_lattice_conv
@@ -36,3 +37,11 @@ def register_generators(register):
 def register_networks(register):
     register("lattice_conv", build_lattice_conv,
              summary="periodic CNN on 2-D lattices with a time embedding (per-site logits or scalar)")
+
+
+@hookimpl
+def register_baselines(register):
+    register("gibbs", GibbsBaseline,
+             summary="parallel Gibbs: checkerboard/colour classes on lattices, systematic scan otherwise")
+    register("swendsen_wang", SwendsenWangBaseline, aliases=("sw",),
+             summary="Swendsen–Wang cluster updates for ferromagnetic Ising/Potts lattices")
