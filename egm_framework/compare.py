@@ -243,8 +243,9 @@ def run_compare(cfg: RunConfig, out: Path, settings: CompareSettings, registry: 
 
     comp = build_components(cfg, reg, build_networks=False)
     names = list(settings.baselines) if settings.baselines is not None else reg.names("baseline")
-    for nm in names:
-        reg.get("baseline", nm)  # unknown names fail before any training
+    skipped: dict[str, str] = {}
+    # unknown or inapplicable names fail before any training
+    names = select_baselines(names, comp, reg, explicit=settings.baselines is not None, skipped=skipped)
     try:
         ref, ref2, method = ground_truth_sets(comp.energy, chains, cfg.eval.ground_truth_seed, dev,
                                               out / "ground_truth.pt")
@@ -256,8 +257,8 @@ def run_compare(cfg: RunConfig, out: Path, settings: CompareSettings, registry: 
     # what the baselines match: the energy budget unless only seconds were given; seconds if given
     match_e = budget_e if settings.budget_energy_evals is not None or settings.budget_seconds is None else 0
     match_s = budget_s if settings.budget_seconds is not None else 0.0
-    baselines, skipped = [], {}
-    for nm in select_baselines(names, comp, reg, explicit=settings.baselines is not None, skipped=skipped):
+    baselines = []
+    for nm in names:
         baselines.append(run_baseline(nm, cfg, comp, settings, chains, ref, ref2, match_e, match_s, budget_s,
                                       reg, trainer.device, log))
     metric = settings.metric

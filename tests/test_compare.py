@@ -1,0 +1,145 @@
+"""`egm compare` through the real CLI, the trainer's energy-evaluation counter, time-to-quality
+records in every run, and train.threads."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from egm_framework.config import config_from_dict, load_config_dict
+from egm_framework.errors import ConfigError
+
+TINY = """
+name = "tiny"
+[energy]
+name = "ising"
+L = 3
+beta = 0.3
+[path]
+name = "masked"
+[generator]
+name = "jump"
+[network]
+name = "mlp"
+hidden = 16
+layers = 2
+[estimator]
+num_proposals = 16
+[train]
+batch_size = 16
+outer_iterations = 2
+inner_iterations = 3
+buffer_size = 64
+buffer_refresh = 32
+log_every = 2
+progress = false
+device = "cpu"
+threads = 1
+[eval]
+num_samples = 64
+"""
+
+
+def egm(*args, timeout: float = 240) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "egm_framework.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+@pytest.fixture()
+def cfg_path(tmp_path: Path) -> Path:
+    p = tmp_path / "tiny.toml"
+    p.write_text(TINY)
+    return p
+
+
+def test_compare_cli_writes_table_figure_and_matched_curves(cfg_path, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    budget = 16 * 16 * 40  # 40 EGM steps of B·K = 256 evaluations
+    res = egm("compare", str(cfg_path), "--out", str(out), "--budget-energy-evals", str(budget), "--points", "4")
+    assert res.returncode == 0, res.stderr
+    r = json.loads((out / "compare.json").read_text())
+    assert (out / "compare.png").stat().st_size > 1000 and "| EGM |" in (out / "compare.md").read_text()
+    assert r["budget_energy_evals"] == budget and r["egm"]["steps"] == 40  # plain step = B·K exactly
+    assert [b["name"] for b in r["baselines"]] == ["gibbs", "swendsen_wang"]  # metropolis: fallback only
+    assert "metropolis" in r["skipped"] and "mala" in r["skipped"]
+    egm_curve = r["egm"]["curve"]
+    assert egm_curve[-1]["energy_evals"] == budget and all(p["num_samples"] == 16 for p in egm_curve)
+    floor = egm_curve[0]["E-W1/floor"]
+    for b in r["baselines"]:
+        c = b["curve"]
+        assert c[-1]["energy_evals"] >= budget and c[-2]["energy_evals"] < budget  # stopped at the budget
+        assert all(p["E-W1/floor"] == floor for p in c)  # the same ground truth for everyone
+        evals = [p["energy_evals"] for p in c]
+        assert evals == sorted(evals) and all(e % (16 * 2 * 9) == 0 for e in evals)  # whole sweeps of C·q·L²
+    # the EGM half is an ordinary run folder with time-to-quality records
+    recs = [json.loads(line) for line in (out / "egm" / "metrics.jsonl").read_text().splitlines()]
+    evals = [x["eval"] for x in recs if "eval" in x]
+    assert len(evals) == len(egm_curve) and all("energy_evals" in e and "train_seconds" in e for e in evals)
+    # a second run into the same folder is refused; bad input is a clean one-line error before any training
+    from egm_framework.cli import main
+
+    cases = [((str(out), "--budget-energy-evals", "100"), "already holds"),
+             ((str(tmp_path / "x"), "--budget-energy-evals", "0"), "--budget-energy-evals"),
+             ((str(tmp_path / "y"), "--baselines", "gibbz"), "did you mean 'gibbs'"),
+             ((str(tmp_path / "z"), "--baselines", "mala"), "euclidean")]
+    for (o, *rest), msg in cases:
+        assert main(["compare", str(cfg_path), "--out", o, *rest]) == 2
+        err = capsys.readouterr().err
+        assert msg in err and err.count("\n") == 1 and "Traceback" not in err, err
+        assert o == str(out) or not Path(o).exists()
+
+
+def test_trainer_counts_energy_evaluations_and_records_them_with_each_evaluation(tmp_path):
+    from egm_framework.trainer import Trainer
+
+    data = load_config_dict_text(TINY)
+    data["train"].update(eval_every=1, eval_samples=32)
+    tr = Trainer(config_from_dict(data), tmp_path / "run")
+    metrics = tr.fit()
+    assert tr.energy_evals == 2 * 3 * 16 * 16  # steps · B · K, nothing else
+    assert metrics["energy_evals"] == tr.energy_evals and metrics["train_seconds"] > 0
+    recs = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    ev = [r["eval"] for r in recs if "eval" in r]
+    assert [e["energy_evals"] for e in ev] == [3 * 16 * 16]  # after outer iteration 1 (the last is the final)
+    assert (tmp_path / "run" / "figures" / "quality.png").exists()
+    assert "quality.png" in (tmp_path / "run" / "report.md").read_text()
+    resumed = Trainer.resume(tmp_path / "run")
+    assert resumed.energy_evals == tr.energy_evals  # kept in the checkpoint
+
+
+def load_config_dict_text(text: str) -> dict:
+    import tomllib
+
+    return tomllib.loads(text)
+
+
+def test_train_threads_setting(tmp_path):
+    from egm_framework.trainer import Trainer, resolve_threads
+
+    assert resolve_threads(3) == 3
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert 1 <= resolve_threads(None) <= max(1, cores // 2)
+    before = torch.get_num_threads()
+    try:
+        data = load_config_dict_text(TINY)
+        data["train"]["threads"] = 2
+        Trainer(config_from_dict(data), tmp_path / "r")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    data["train"]["threads"] = 0
+    with pytest.raises(ConfigError, match="train.threads"):
+        config_from_dict(data)
+
+
+def test_shipped_configs_parse_with_threads_default():
+    root = Path(__file__).resolve().parents[1]
+    for p in sorted((root / "configs").glob("*.toml")):
+        assert config_from_dict(load_config_dict(p)).train.threads is None
