@@ -19,8 +19,10 @@ $(STAMP): pyproject.toml plugins/egm-discrete/pyproject.toml plugins/egm-continu
 
 install: $(STAMP)
 
+# one torch thread: on a shared 2-core machine a second thread oversubscribes the cores (README, "Threads")
+THREADS ?= 1
 demo: $(STAMP)
-	$(VENV)/bin/egm demo --out runs/demo
+	$(VENV)/bin/egm demo --out runs/demo --set train.threads=$(THREADS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

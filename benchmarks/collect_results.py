@@ -107,6 +107,11 @@ def main(argv=None) -> int:
     out = ["# Results", ""]
     if args.intro:
         out += [Path(args.intro).read_text().rstrip(), ""]
+    # the curves section (benchmarks/collect_compare.py) is kept as it is
+    prev = Path(args.out).read_text() if Path(args.out).exists() else ""
+    begin, end = "<!-- compare:begin -->", "<!-- compare:end -->"
+    if begin in prev and end in prev:
+        out += [prev[prev.index(begin):prev.index(end) + len(end)], ""]
     if args.step_time and Path(args.step_time).exists():
         st = json.loads(Path(args.step_time).read_text())
         out += ["## Speed: one training step against its energy evaluations", "",
