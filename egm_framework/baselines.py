@@ -89,6 +89,14 @@ class AdaptiveStep:
     log h ← log h + (mean acceptance − target)/√(n + 1), kept on the device (no host sync). The
     adaptation vanishes as n grows, so the chain stays asymptotically exact."""
 
+    @staticmethod
+    def check(initial: float, target: float) -> tuple[float, float]:
+        """Validate (step size > 0, target acceptance in (0, 1)) as floats."""
+        if not isinstance(initial, (int, float)) or not initial > 0 or not isinstance(target, (int, float)) \
+                or not 0 < target < 1:
+            raise ValueError(f"step_size must be > 0 and target_accept in (0, 1), got {initial!r}, {target!r}")
+        return float(initial), float(target)
+
     def __init__(self, initial: float, target: float, device):
         self.log_h = torch.tensor(math.log(initial), device=device)
         self.target = target
@@ -170,10 +178,8 @@ class MetropolisBaseline(Baseline):
 
     def __init__(self, energy, space, step_size: float = 0.5, target_accept: float = 0.3):
         super().__init__(energy, space)
-        if not step_size > 0 or not 0 < target_accept < 1:
-            raise ValueError("step_size must be > 0 and target_accept in (0, 1)")
         self.vocab = token_vocab(space)
-        self.step_size, self.target_accept = float(step_size), float(target_accept)
+        self.step_size, self.target_accept = AdaptiveStep.check(step_size, target_accept)
         self.project = getattr(space, "project", None) if not hasattr(space, "discrete") else \
             getattr(getattr(space, "continuous", None), "project", None)
         self.u: torch.Tensor | None = None

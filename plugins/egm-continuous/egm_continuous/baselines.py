@@ -22,9 +22,8 @@ class MALABaseline(Baseline):
         super().__init__(energy, space)
         if not isinstance(space, EuclideanSpace):
             raise BaselineNotApplicable(f"mala needs a euclidean state space, got {type(space).__name__}")
-        if not step_size > 0 or not 0 < target_accept < 1:
-            raise ValueError("step_size must be > 0 and target_accept in (0, 1)")
-        self.step_size, self.target_accept, self.max_drift = float(step_size), float(target_accept), max_drift
+        self.step_size, self.target_accept = AdaptiveStep.check(step_size, target_accept)
+        self.max_drift = max_drift
         self.project = space.project if space.zero_com else None
 
     def _grad(self, x):

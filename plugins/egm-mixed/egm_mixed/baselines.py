@@ -24,12 +24,11 @@ class MwGBaseline(Baseline):
         super().__init__(energy, space)
         if not isinstance(space, ProductSpace):
             raise BaselineNotApplicable(f"mwg needs a product (mixed) state space, got {type(space).__name__}")
-        if not step_size > 0 or not 0 < target_accept < 1:
-            raise ValueError("step_size must be > 0 and target_accept in (0, 1)")
         self.vocab = int(space.discrete.vocab)
         self.project = getattr(space.continuous, "project", None) if getattr(space.continuous, "zero_com", False) \
             else None
-        self.step_size, self.target_accept, self.max_drift = float(step_size), float(target_accept), max_drift
+        self.step_size, self.target_accept = AdaptiveStep.check(step_size, target_accept)
+        self.max_drift = max_drift
 
     def _grad_given(self, d):
         return lambda c: energy_and_grad(lambda y: self.energy(MixedState(y, d)), c)
