@@ -125,7 +125,7 @@ def train_egm(cfg: RunConfig, out: Path, s: CompareSettings, ref, ref2, registry
         if trainer.step % inner == 0:
             trainer.outer += 1
         if trainer.step % cfg.train.log_every == 0:
-            trainer._log({**trainer._flush_stats(), "energy_evals": trainer.energy_evals})
+            trainer._log(trainer._flush_stats())
         done = (budget_e is not None and trainer.energy_evals >= budget_e) or (
             s.budget_seconds is not None and trainer.elapsed >= s.budget_seconds)
         if marks.due(trainer.energy_evals, trainer.elapsed) or done:
@@ -140,7 +140,7 @@ def train_egm(cfg: RunConfig, out: Path, s: CompareSettings, ref, ref2, registry
         if done:
             break
     if trainer._count:
-        trainer._log({**trainer._flush_stats(), "energy_evals": trainer.energy_evals})
+        trainer._log(trainer._flush_stats())
     trainer.save_checkpoint()
     return curve, trainer
 
