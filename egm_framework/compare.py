@@ -35,7 +35,7 @@ from .config import RunConfig
 from .errors import ConfigError
 from .metrics import compare
 from .registry import Registry, get_registry
-from .states import tree_map
+from .states import batch_size, tree_map
 
 #: a curve point: cost so far and the metrics at that point
 Point = dict[str, Any]
@@ -105,7 +105,7 @@ def train_egm(cfg: RunConfig, out: Path, s: CompareSettings, ref, ref2, registry
     trainer = Trainer(cfg, out, registry=registry, device=device)
     out.mkdir(parents=True, exist_ok=True)
     trainer._write_config()
-    n = batch_rows(ref)
+    n = batch_size(ref)
     g_eval = torch.Generator(device=trainer.device)
     marks = _Checkpoints(_grid(10 * per_step, budget_e, s.points) if budget_e else [],
                          _grid(max(1.0, s.budget_seconds / 200), s.budget_seconds, s.points) if s.budget_seconds else [])
@@ -143,12 +143,6 @@ def train_egm(cfg: RunConfig, out: Path, s: CompareSettings, ref, ref2, registry
         trainer._log(trainer._flush_stats())
     trainer.save_checkpoint()
     return curve, trainer
-
-
-def batch_rows(x) -> int:
-    from .states import batch_size
-
-    return batch_size(x)
 
 
 def run_baseline(name: str, cfg: RunConfig, comp, s: CompareSettings, chains: int, ref, ref2, budget_e: int,

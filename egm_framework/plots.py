@@ -105,17 +105,15 @@ def training_curves(metrics_file: Path, out_dir: Path) -> list[str]:
 
 
 def key_metric(metrics: dict, preferred: str | None = None) -> str | None:
-    """The task's headline metric besides E-W1: ``preferred`` if it has a floor, else the first metric
-    with a noise floor that is not an energy distance or a W2 (e.g. M-W1 for Ising, a mode metric for
-    mixtures)."""
+    """The task's headline metric besides E-W1: ``preferred`` if it has a noise floor; else the first
+    task-specific metric with a floor (the energy's ``extra_metrics``, e.g. a mode-weight error), else
+    the first observable's W1 (e.g. M-W1 for Ising)."""
     if preferred:
         return preferred if f"{preferred}/floor" in metrics else None
-    for k in metrics:
-        if k.endswith("/floor"):
-            base = k[: -len("/floor")]
-            if not base.startswith("E-") and not base.endswith("-W2"):
-                return base
-    return None
+    floored = [k[: -len("/floor")] for k in metrics if k.endswith("/floor")]
+    extra = [m for m in floored if not m.endswith(("-W1", "-W2"))]
+    obs = [m for m in floored if m.endswith("-W1") and not m.startswith("E-")]
+    return (extra or obs or [None])[0]
 
 
 def quality_figure(curves: dict[str, list[dict]], metric_names: list[str], floors: dict[str, float], path: Path,

@@ -143,3 +143,13 @@ def test_shipped_configs_parse_with_threads_default():
     root = Path(__file__).resolve().parents[1]
     for p in sorted((root / "configs").glob("*.toml")):
         assert config_from_dict(load_config_dict(p)).train.threads is None
+
+
+def test_key_metric_prefers_task_metrics_then_observables():
+    from egm_framework.plots import key_metric
+
+    ising = {"E-W1/floor": 1, "E-W2/floor": 1, "M-W1/floor": 1, "M-W2/floor": 1, "|M|-W1/floor": 1}
+    rbm = {"E-W1/floor": 1, "v0-W1/floor": 1, "modes_found/reference": 6, "mode_tv/floor": 0.1}
+    assert key_metric(ising) == "M-W1" and key_metric(rbm) == "mode_tv"
+    assert key_metric(ising, "|M|-W1") == "|M|-W1" and key_metric(ising, "nope") is None
+    assert key_metric({"E-W1/floor": 1}) is None
