@@ -2,8 +2,8 @@
 
     python benchmarks/collect_compare.py runs/compare [--results docs/results.md] [--figures docs/figures]
 
-Reads every ``<dir>/<config>/compare.json`` (written by ``bash benchmarks/compare_all.sh``), copies each
-``compare.png`` to ``docs/figures/compare-<config>.png`` and replaces the block between the markers
+Reads every ``<dir>/<config>/compare.json`` (written by ``bash benchmarks/compare_all.sh``), redraws each
+run's figure small as ``docs/figures/compare-<config>.png`` and replaces the block between the markers
 below in the results page (inserted before the first ``## `` section when absent), so the other
 sections of the page are left as they are.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -26,6 +25,7 @@ ALL_SHIPPED = ["ising5_plain", "ising5_boot", "ising10_b02_plain", "ising10_b02_
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from egm_framework.compare import _reach, _value_at  # noqa: E402
+from egm_framework.plots import quality_figure  # noqa: E402
 
 
 def _g(v) -> str:
@@ -122,7 +122,10 @@ def main(argv=None) -> int:
         if cmd.exists():
             commands[name] = cmd.read_text().strip()
         a.figures.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(f.parent / "compare.png", a.figures / f"compare-{name}.png")
+        r = results[name]  # redrawn from the JSON at a small size (the run folder keeps its own PNG)
+        curves = {"EGM": r["egm"]["curve"], **{b["name"]: b["curve"] for b in r["baselines"]}}
+        quality_figure(curves, r["metrics"], r["floors"], a.figures / f"compare-{name}.png",
+                       f"{name}: EGM vs MCMC ({r['chains']} samples, same ground truth)", dpi=60)
     if not results:
         print(f"no compare.json under {a.runs}", file=sys.stderr)
         return 2

@@ -117,7 +117,7 @@ def key_metric(metrics: dict, preferred: str | None = None) -> str | None:
 
 
 def quality_figure(curves: dict[str, list[dict]], metric_names: list[str], floors: dict[str, float], path: Path,
-                   title: str = "") -> str:
+                   title: str = "", dpi: int = 90) -> str:
     """Metric / noise floor against cumulative energy evaluations (left) and seconds (right), log–log,
     one line per method; the floor (1) and 2× floor are drawn. A point is a dict with ``energy_evals``,
     ``seconds`` and the metric values."""
@@ -143,7 +143,7 @@ def quality_figure(curves: dict[str, list[dict]], metric_names: list[str], floor
                 ax.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path.name
 
