@@ -153,3 +153,18 @@ def test_key_metric_prefers_task_metrics_then_observables():
     assert key_metric(ising) == "M-W1" and key_metric(rbm) == "mode_tv"
     assert key_metric(ising, "|M|-W1") == "|M|-W1" and key_metric(ising, "nope") is None
     assert key_metric({"E-W1/floor": 1}) is None
+
+
+def test_compare_by_wall_clock_runs_baselines_for_egms_seconds(tmp_path):
+    import tomllib
+
+    from egm_framework.compare import CompareSettings, run_compare
+
+    cfg = config_from_dict(tomllib.loads(TINY))
+    r = run_compare(cfg, tmp_path / "c", CompareSettings(budget_seconds=1.0, baselines=("metropolis",), points=3),
+                    log=lambda m: None)
+    assert r["matched"] == {"energy_evals": False, "seconds": True}
+    assert 1.0 <= r["budget_seconds"] < 5.0
+    (b,) = r["baselines"]
+    assert b["name"] == "metropolis" and b["curve"][-1]["seconds"] >= r["budget_seconds"]
+    assert b["curve"][-1]["energy_evals"] == 16 * (1 + b["curve"][-1]["sweeps"])  # one proposal per chain and sweep
