@@ -93,11 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", help="output folder (default: runs/compare-<name>-<time>)")
     m.add_argument("--budget-energy-evals", type=float, metavar="N",
                    help="EGM trains until it has used N energy evaluations (default: the config's training)")
-    m.add_argument("--budget-seconds", type=float, metavar="S", help="... or S seconds of training, if sooner")
+    m.add_argument("--budget-seconds", type=float, metavar="S",
+                   help="EGM trains at most S seconds (with an energy budget: whichever ends first); the baselines "
+                   "then also run EGM's seconds")
     m.add_argument("--baselines", help="comma-separated baseline names (default: every applicable one; "
                    "see `egm components baseline`)")
     m.add_argument("--chains", type=int, help="MCMC chains = samples per evaluation (default: train.batch_size)")
-    m.add_argument("--metric", help="second metric to draw besides E-W1 (default: the task's first with a floor)")
+    m.add_argument("--metric", help="second metric to draw besides E-W1 (default: the task's own metric with a noise floor, "
+                   "e.g. a mode-weight error, else an observable's W1)")
     m.add_argument("--points", type=int, default=12, help="evaluations per curve (default 12)")
     m.add_argument("--baseline-max-seconds", type=float, help="stop a baseline after this many seconds "
                    "(default: 2 × EGM's seconds + 60)")
