@@ -25,11 +25,11 @@ ALL_SHIPPED = ["ising5_plain", "ising5_boot", "ising10_b02_plain", "ising10_b02_
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from egm_framework.compare import _reach, _value_at  # noqa: E402
-from egm_framework.plots import quality_figure  # noqa: E402
+from egm_framework.plots import key_metric, quality_figure  # noqa: E402
 
 
 def _g(v) -> str:
-    return f"{v:.3g}"
+    return "—" if v is None else f"{v:.3g}"
 
 
 def summarize(r: dict) -> dict:
@@ -37,10 +37,14 @@ def summarize(r: dict) -> dict:
     floor = r["floors"]["E-W1"]
     be = r["budget_energy_evals"]
 
+    second = r["metrics"][1] if len(r["metrics"]) > 1 else None
+
     def info(curve):
         p = _reach(curve, "E-W1", 2 * floor)
         at = _value_at(curve, "energy_evals", be, "E-W1")
-        return {"reach": p, "at_budget": at / floor if at is not None else None}
+        at2 = _value_at(curve, "energy_evals", be, second) if second else None
+        return {"reach": p, "at_budget": at / floor if at is not None else None,
+                "second": at2 / r["floors"][second] if at2 is not None and r["floors"][second] else None}
 
     egm = info(r["egm"]["curve"])
     base = {b["name"]: info(b["curve"]) for b in r["baselines"]}
@@ -74,15 +78,18 @@ def section(results: dict[str, dict], commands: dict[str, str]) -> str:
              "processes running): read them as rough. Commands under the table; the figures draw E-W1/floor and "
              "the task's second metric against energy evaluations and against seconds.", "",
              "| task | chains | budget (energy evals) | EGM: evals / s to E-W1 ≤ 2× floor | best baseline | "
-             "its evals / s | EGM E-W1/floor at budget | baseline E-W1/floor at budget |",
-             "|---|---|---|---|---|---|---|---|"]
+             "its evals / s | E-W1/floor at budget, EGM / baseline | second metric | its value/floor at budget, "
+             "EGM / baseline |",
+             "|---|---|---|---|---|---|---|---|---|"]
     losses = []
     for name in [n for n in ORDER if n in results] + sorted(set(results) - set(ORDER)):
         r = results[name]
         s = summarize(r)
         be = r["budget_energy_evals"]
         lines.append(f"| {name} | {r['chains']} | {_g(be)} | {reach_text(s['egm'], be)} | {s['best']} | "
-                     f"{reach_text(s['base'], be)} | {_g(s['egm']['at_budget'])} | {_g(s['base']['at_budget'])} |")
+                     f"{reach_text(s['base'], be)} | {_g(s['egm']['at_budget'])} / {_g(s['base']['at_budget'])} | "
+                     f"{r['metrics'][1] if len(r['metrics']) > 1 else '—'} | "
+                     f"{_g(s['egm']['second'])} / {_g(s['base']['second'])} |")
         er, br = s["egm"]["reach"], s["base"]["reach"]
         if br is not None and (er is None or br["energy_evals"] < er["energy_evals"]):
             losses.append(name)
@@ -117,12 +124,17 @@ def main(argv=None) -> int:
     results, commands = {}, {}
     for f in sorted(a.runs.glob("*/compare.json")):
         name = f.parent.name
-        results[name] = json.loads(f.read_text())
+        r = json.loads(f.read_text())
+        # the second metric by the current rule (every point stores all metrics with their floors)
+        last = r["egm"]["curve"][-1]
+        r["metrics"] = [m for m in ("E-W1", key_metric(last)) if m]
+        r["floors"] = {m: last[f"{m}/floor"] for m in r["metrics"]}
+        results[name] = r
         cmd = a.runs / f"{name}.command"
         if cmd.exists():
             commands[name] = cmd.read_text().strip()
         a.figures.mkdir(parents=True, exist_ok=True)
-        r = results[name]  # redrawn from the JSON at a small size (the run folder keeps its own PNG)
+        # redrawn from the JSON at a small size (the run folder keeps its own PNG)
         curves = {"EGM": r["egm"]["curve"], **{b["name"]: b["curve"] for b in r["baselines"]}}
         quality_figure(curves, r["metrics"], r["floors"], a.figures / f"compare-{name}.png",
                        f"{name}: EGM vs MCMC ({r['chains']} samples, same ground truth)", dpi=60)

@@ -106,12 +106,14 @@ def training_curves(metrics_file: Path, out_dir: Path) -> list[str]:
 
 def key_metric(metrics: dict, preferred: str | None = None) -> str | None:
     """The task's headline metric besides E-W1: ``preferred`` if it has a noise floor; else the first
-    task-specific metric with a floor (the energy's ``extra_metrics``, e.g. a mode-weight error), else
+    task-specific metric with a floor (the energy's ``extra_metrics``, e.g. a mode-weight error; an
+    aggregate before per-mode entries), else
     the first observable's W1 (e.g. M-W1 for Ising)."""
     if preferred:
         return preferred if f"{preferred}/floor" in metrics else None
     floored = [k[: -len("/floor")] for k in metrics if k.endswith("/floor")]
     extra = [m for m in floored if not m.endswith(("-W1", "-W2"))]
+    extra = [m for m in extra if "(" not in m] or extra  # an aggregate before per-mode entries like "w(0,5)"
     obs = [m for m in floored if m.endswith("-W1") and not m.startswith("E-")]
     return (extra or obs or [None])[0]
 

@@ -149,7 +149,7 @@ def test_key_metric_prefers_task_metrics_then_observables():
     from egm_framework.plots import key_metric
 
     ising = {"E-W1/floor": 1, "E-W2/floor": 1, "M-W1/floor": 1, "M-W2/floor": 1, "|M|-W1/floor": 1}
-    rbm = {"E-W1/floor": 1, "v0-W1/floor": 1, "modes_found/reference": 6, "mode_tv/floor": 0.1}
+    rbm = {"E-W1/floor": 1, "v0-W1/floor": 1, "modes_found/reference": 6, "w(0,5)/floor": 0.1, "mode_tv/floor": 0.1}
     assert key_metric(ising) == "M-W1" and key_metric(rbm) == "mode_tv"
     assert key_metric(ising, "|M|-W1") == "|M|-W1" and key_metric(ising, "nope") is None
     assert key_metric({"E-W1/floor": 1}) is None
