@@ -93,6 +93,11 @@ def section(results: dict[str, dict], commands: dict[str, str]) -> str:
         er, br = s["egm"]["reach"], s["base"]["reach"]
         if br is not None and (er is None or br["energy_evals"] < er["energy_evals"]):
             losses.append(name)
+    lines += ["", "Caveats: the floor is that of as many samples as chains (a few hundred), so E-W1 ≤ 2× floor is a "
+              "coarse test; a chain's first sweep from the prior can already pass it on an easy target. E-W1 cannot "
+              "see mode weights where every mode has the same energy profile (GMM-25, joint MoG): there the second "
+              "metric is the one to read. 'evals / s' are those of the first checkpoint that passes; a curve may "
+              "leave the band again (see the figures)."]
     lines += ["", "Not run (CPU time): " + ", ".join(n for n in ALL_SHIPPED if n not in results) + ".", ""]
     if losses:
         lines += [f"**Where EGM loses:** on {', '.join(losses)} the best baseline reaches E-W1 ≤ 2× floor with fewer "
