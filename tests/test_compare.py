@@ -15,35 +15,18 @@ import torch
 from egm_framework.config import config_from_dict, load_config_dict
 from egm_framework.errors import ConfigError
 
-TINY = """
-name = "tiny"
-[energy]
-name = "ising"
-L = 3
-beta = 0.3
-[path]
-name = "masked"
-[generator]
-name = "jump"
-[network]
-name = "mlp"
-hidden = 16
-layers = 2
-[estimator]
-num_proposals = 16
-[train]
-batch_size = 16
-outer_iterations = 2
-inner_iterations = 3
-buffer_size = 64
-buffer_refresh = 32
-log_every = 2
-progress = false
-device = "cpu"
-threads = 1
-[eval]
-num_samples = 64
-"""
+#: the embedded demo config shrunk to a tiny Ising 3×3 run
+TINY_SET = ["energy.L=3", "energy.beta=0.3", 'network={name="mlp",hidden=16,layers=2}', "estimator.num_proposals=16",
+            "train.batch_size=16", "train.outer_iterations=2", "train.inner_iterations=3", "train.buffer_size=64",
+            "train.buffer_refresh=32", "train.log_every=2", "train.progress=false", 'train.device="cpu"',
+            "train.threads=1", "eval.num_samples=64"]
+
+
+def tiny_dict() -> dict:
+    from egm_framework.cli import demo_config_path
+    from egm_framework.config import apply_overrides
+
+    return apply_overrides(load_config_dict(demo_config_path()), list(TINY_SET))
 
 
 def egm(*args, timeout: float = 240) -> subprocess.CompletedProcess:
@@ -54,8 +37,10 @@ def egm(*args, timeout: float = 240) -> subprocess.CompletedProcess:
 
 @pytest.fixture()
 def cfg_path(tmp_path: Path) -> Path:
+    from egm_framework.config import to_toml
+
     p = tmp_path / "tiny.toml"
-    p.write_text(TINY)
+    p.write_text(to_toml(tiny_dict()))
     return p
 
 
@@ -99,7 +84,7 @@ def test_compare_cli_writes_table_figure_and_matched_curves(cfg_path, tmp_path, 
 def test_trainer_counts_energy_evaluations_and_records_them_with_each_evaluation(tmp_path):
     from egm_framework.trainer import Trainer
 
-    data = load_config_dict_text(TINY)
+    data = tiny_dict()
     data["train"].update(eval_every=1, eval_samples=32)
     tr = Trainer(config_from_dict(data), tmp_path / "run")
     metrics = tr.fit()
@@ -114,12 +99,6 @@ def test_trainer_counts_energy_evaluations_and_records_them_with_each_evaluation
     assert resumed.energy_evals == tr.energy_evals  # kept in the checkpoint
 
 
-def load_config_dict_text(text: str) -> dict:
-    import tomllib
-
-    return tomllib.loads(text)
-
-
 def test_train_threads_setting(tmp_path):
     from egm_framework.trainer import Trainer, resolve_threads
 
@@ -128,7 +107,7 @@ def test_train_threads_setting(tmp_path):
     assert 1 <= resolve_threads(None) <= max(1, cores // 2)
     before = torch.get_num_threads()
     try:
-        data = load_config_dict_text(TINY)
+        data = tiny_dict()
         data["train"]["threads"] = 2
         Trainer(config_from_dict(data), tmp_path / "r")
         assert torch.get_num_threads() == 2
@@ -156,11 +135,9 @@ def test_key_metric_prefers_task_metrics_then_observables():
 
 
 def test_compare_by_wall_clock_runs_baselines_for_egms_seconds(tmp_path):
-    import tomllib
-
     from egm_framework.compare import CompareSettings, run_compare
 
-    cfg = config_from_dict(tomllib.loads(TINY))
+    cfg = config_from_dict(tiny_dict())
     r = run_compare(cfg, tmp_path / "c", CompareSettings(budget_seconds=1.0, baselines=("metropolis",), points=3),
                     log=lambda m: None)
     assert r["matched"] == {"energy_evals": False, "seconds": True}
