@@ -98,7 +98,9 @@ def section(results: dict[str, dict], commands: dict[str, str]) -> str:
               "see mode weights where every mode has the same energy profile (GMM-25, joint MoG): there the second "
               "metric is the one to read. 'evals / s' are those of the first checkpoint that passes; a curve may "
               "leave the band again (see the figures)."]
-    lines += ["", "Not run (CPU time): " + ", ".join(n for n in ALL_SHIPPED if n not in results) + ".", ""]
+    lines += ["", "Not run (CPU time): " + ", ".join(n for n in ALL_SHIPPED if n not in results) + ". No GPU rows: "
+              "`bash benchmarks/gpu_check.sh` (the GPU-sized shipped configs and `benchmarks/step_time.py --device "
+              "cuda`, each under a time limit) is prepared but has not been run, no GPU being available.", ""]
     if losses:
         lines += [f"**Where EGM loses:** on {', '.join(losses)} the best baseline reaches E-W1 ≤ 2× floor with fewer "
                   "energy evaluations than EGM (and, per second, MCMC sweeps are far cheaper than EGM steps on "
