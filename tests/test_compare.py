@@ -15,6 +15,8 @@ import torch
 from egm_framework.config import config_from_dict, load_config_dict
 from egm_framework.errors import ConfigError
 
+ROOT = Path(__file__).resolve().parents[1]
+
 #: the embedded demo config shrunk to a tiny Ising 3×3 run
 TINY_SET = ["energy.L=3", "energy.beta=0.3", 'network={name="mlp",hidden=16,layers=2}', "estimator.num_proposals=16",
             "train.batch_size=16", "train.outer_iterations=2", "train.inner_iterations=3", "train.buffer_size=64",
@@ -67,6 +69,22 @@ def test_compare_cli_writes_table_figure_and_matched_curves(cfg_path, tmp_path, 
     recs = [json.loads(line) for line in (out / "egm" / "metrics.jsonl").read_text().splitlines()]
     evals = [x["eval"] for x in recs if "eval" in x]
     assert len(evals) == len(egm_curve) and all("energy_evals" in e and "train_seconds" in e for e in evals)
+    # the results page gets a row and a figure per comparison, inside its own markers
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("collect_compare", ROOT / "benchmarks" / "collect_compare.py")
+    cc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cc)
+    page = tmp_path / "results.md"
+    page.write_text("# Results\n\nintro\n\n## Exactness (issue 9)\n\nkept\n")
+    assert cc.main([str(tmp_path), "--results", str(page), "--figures", str(tmp_path / "figs")]) == 0
+    text = page.read_text()
+    assert text.index(cc.BEGIN) < text.index("## Exactness (issue 9)") and "kept" in text
+    row = next(line for line in text.splitlines() if line.startswith("| cmp |"))
+    assert "| gibbs |" in row or "| swendsen_wang |" in row
+    assert (tmp_path / "figs" / "compare-cmp.png").exists()
+    assert cc.main([str(tmp_path), "--results", str(page), "--figures", str(tmp_path / "figs")]) == 0
+    assert page.read_text().count(cc.BEGIN) == 1  # replaced, not appended
     # a second run into the same folder is refused; bad input is a clean one-line error before any training
     from egm_framework.cli import main
 
