@@ -13,7 +13,7 @@ import attrs
 import torch
 from torch import nn
 
-from .config import ComponentConfig, RunConfig
+from .config import ComponentConfig, RunConfig, check_device_name
 from .errors import ConfigError
 from .interfaces import ConditionalPath, Energy, GeneratorParametrization, StateSpace, check_path_fits
 from .registry import Registry, get_registry
@@ -30,11 +30,17 @@ class Components:
 
 
 def resolve_device(name: str) -> torch.device:
+    check_device_name(name, "device")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device = {name!r} but CUDA is not available here; use device = \"cpu\" or \"auto\"")
+        raise ConfigError(f"device {name!r} but CUDA is not available here; use device \"cpu\" or \"auto\"")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"device {name!r} but this machine has {torch.cuda.device_count()} CUDA device(s); use "
+                          "\"cuda:0\" or \"auto\"")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {name!r} but MPS is not available here; use device \"cpu\" or \"auto\"")
     return dev
 
 
@@ -64,7 +70,10 @@ def _norm(v: Any) -> Any:
     return list(v) if isinstance(v, (tuple, list)) else v
 
 
-def build_components(cfg: RunConfig, registry: Registry | None = None, *, build_networks: bool = True) -> Components:
+def build_components(cfg: RunConfig, registry: Registry | None = None, *, build_networks: bool = True,
+                     device: torch.device | None = None) -> Components:
+    """With ``device`` given, the memory training needs is estimated from shapes (networks counted on
+    the meta device) and a run that cannot fit is refused before anything large is allocated."""
     reg = registry or get_registry()
     energy = reg.create("energy", cfg.energy.name, **cfg.energy.params)
     space_name, space_params = energy.space_spec
@@ -84,25 +93,59 @@ def build_components(cfg: RunConfig, registry: Registry | None = None, *, build_
             raise ConfigError(
                 f"generator {cfg.generator.name!r} does not fit path {cfg.path.name!r} on state space {space_name!r}: "
                 f"{exc}. Pick a generator of the same modality (see `egm components generator`).") from None
-        network = reg.create("network", cfg.network.name, space, out_shapes, **cfg.network.params)
+        make_net = lambda: reg.create("network", cfg.network.name, space, out_shapes, **cfg.network.params)  # noqa: E731
+        make_enet = None
         if cfg.estimator.kind == "bootstrap":
             assert cfg.energy_network is not None
-            energy_network = reg.create("network", cfg.energy_network.name, space, torch.Size([]),
-                                        **cfg.energy_network.params)
+            make_enet = lambda: reg.create("network", cfg.energy_network.name, space, torch.Size([]),  # noqa: E731
+                                           **cfg.energy_network.params)
+        if device is not None:
+            from .budget import check_training_fits, parameter_count
+
+            check_training_fits(cfg, space, torch.device(device), parameter_count(make_net),
+                                parameter_count(make_enet) if make_enet is not None else None)
+        network = make_net()
+        energy_network = make_enet() if make_enet is not None else None
     return Components(energy=energy, space=space, path=path, generator=gen, network=network,
                       energy_network=energy_network)
 
 
+class _PreflightDone(Exception):
+    """Raised by the counting model once the trial simulation has made its network calls."""
+
+
+#: network calls the trial simulation may make (a sampler with one call per site, e.g. the exact
+#: masked sampler, is stopped after these: the preflight costs O(1) network calls at any size)
+PREFLIGHT_CALLS = 3
+
+
 def preflight(comp: Components, cfg: RunConfig, device) -> None:
-    """Simulate two samples for two steps with the untrained network and validate them: catches
-    components of different modalities (e.g. a flow generator on a categorical path) with a clear
-    message instead of an error deep inside training."""
+    """Simulate two samples for two steps with the untrained network (at most ``PREFLIGHT_CALLS``
+    network calls) and validate them: catches components of different modalities (e.g. a flow
+    generator on a categorical path) with a clear message instead of an error deep inside training."""
     g = torch.Generator(device=device)
     g.manual_seed(0)
+    calls = [0]
+
+    def model(s, t):
+        if calls[0] >= PREFLIGHT_CALLS:
+            raise _PreflightDone
+        calls[0] += 1
+        return comp.network(s, t)
+
     try:
         with torch.no_grad():
-            x = comp.generator.sample(lambda s, t: comp.network(s, t), comp.path, 2, 2, g, device)
+            x = comp.generator.sample(model, comp.path, 2, 2, g, device)
         comp.space.validate(x)
+    except _PreflightDone:
+        return
+    except (MemoryError, torch.OutOfMemoryError) as exc:
+        from .budget import ResourceError
+
+        raise ResourceError(
+            f"out of memory on {device} in a two-sample trial simulation ({type(exc).__name__}); the network or the "
+            "state is too large for this machine: make the state smaller (e.g. energy.L) or the network smaller"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - reported as a configuration problem
         raise ConfigError(
             f"the components do not fit together: generator {cfg.generator.name!r} with path {cfg.path.name!r} and "

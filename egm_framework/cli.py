@@ -2,16 +2,17 @@
 
     egm train CONFIG.toml [--set key=value ...] [--out RUN_DIR]   train, checkpoint, evaluate, report
     egm train --resume RUN_DIR [--set train.outer_iterations=N]   continue from the last checkpoint
-    egm sample RUN_DIR -n N -o FILE.pt|.npz                       draw samples from a trained run
-    egm evaluate RUN_DIR [-n N] [--steps S]                       metrics vs ground truth, report
+    egm sample RUN_DIR -n N -o FILE.pt|.npz [--force]             draw samples from a trained run (read-only)
+    egm evaluate RUN_DIR [-n N] [--steps S] [--out DIR]           metrics vs ground truth, report
     egm estimate RUN_DIR [-n N] [--observable NAME ...]           log Z, ESS/n, reweighted observables
     egm sample RUN_DIR -n N -o FILE --correct {sir,mh}            bias-corrected samples (importance weights)
-    egm demo [--out RUN_DIR]                                      train the embedded default (Ising 5×5)
+    egm demo [--out RUN_DIR] [--force]                            train the embedded default (Ising 5×5)
     egm compare CONFIG [--budget-energy-evals N]                  EGM vs MCMC baselines at a matched budget
     egm plugins                                                   installed plugins (JSON)
     egm components [KIND] [--params] [--json]                     registered components (and their parameters)
 
-Errors print one line and exit with status 2; no traceback.
+Errors print one line and exit with status 2; no traceback. Reading a run (sample, evaluate) never
+writes its config, log or checkpoints; see :mod:`egm_framework.runfolder` for the run-folder rules.
 """
 
 from __future__ import annotations
@@ -34,8 +35,7 @@ KINDS_CLI = {**{k: k for k in KIND_HOOKS}, **{h.removeprefix("register_"): k for
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # usage errors also exit 2, with a hint
-        self.print_usage(sys.stderr)
+    def error(self, message):  # usage errors also exit 2: one line with a hint
         print(f"egm: error: {message} (see `egm {self.prog.split()[-1] if ' ' in self.prog else ''} --help`)".replace(
             "egm  --help", "egm --help"), file=sys.stderr)
         raise SystemExit(2)
@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     t.add_argument("--device", help="cpu, cuda or auto (overrides train.device)")
     t.add_argument("--no-eval", action="store_true", help="skip the final evaluation")
+    t.add_argument("--force", action="store_true",
+                   help="reuse a non-empty --out: remove the run files egm writes there (other files are kept)")
 
     s = sub.add_parser("sample", help="draw samples from a trained run")
     s.add_argument("run", help="run folder")
@@ -63,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, help="integration steps (default: eval.sample_steps)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device")
+    s.add_argument("--force", action="store_true", help="overwrite an existing output file")
     s.add_argument("--correct", choices=("sir", "mh"),
                    help="remove the sampler's bias with its own likelihood: sampling-importance-resampling or an "
                         "independence Metropolis-Hastings chain (see docs/exactness.md)")
@@ -82,10 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-n", type=int, help="number of samples (default: eval.num_samples)")
     e.add_argument("--steps", type=int, help="integration steps (default: eval.sample_steps)")
     e.add_argument("--device")
+    e.add_argument("--out", help="write eval.json, report.md and figures here instead of into the run folder "
+                   "(needed for a read-only run folder)")
 
     d = sub.add_parser("demo", help="train and evaluate the embedded default (Ising 5×5, β = 0.2) on CPU")
     d.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
     d.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    d.add_argument("--force", action="store_true",
+                   help="reuse a non-empty --out: remove the run files egm writes there (other files are kept)")
 
     m = sub.add_parser("compare", help="EGM against MCMC baselines at a matched budget, as curves")
     m.add_argument("config", help="TOML config of the EGM run")
@@ -122,28 +129,47 @@ def demo_config_path() -> Path:
 def _run_dir(name: str, out: str | None) -> Path:
     if out:
         return Path(out)
-    return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"  # name is a plain name (config checks it)
+
+
+def _int_arg(value: int | None, flag: str, lo: int, hi: int = 2**63 - 1, why: str = "") -> None:
+    if value is not None and not lo <= value <= hi:
+        rng = f"≥ {lo}" if hi == 2**63 - 1 else f"in [{lo}, {hi}]"
+        raise ConfigError(f"{flag} must be {rng}{why}, got {value}")
+
+
+def _check_device(device: str | None) -> None:
+    if device is not None:
+        from .config import check_device_name
+
+        check_device_name(device, "--device")
 
 
 def _train(args) -> int:
     from .config import load_config
     from .metrics import format_metrics
+    from .runfolder import RunFolder
     from .trainer import Trainer
 
+    _check_device(args.device)
     if args.resume:
         if args.config:
             raise ConfigError("pass either CONFIG or --resume RUN_DIR, not both")
+        if args.out or args.force:
+            raise ConfigError("--resume continues the run in its own folder; drop --out / --force")
         trainer = Trainer.resume(args.resume, device=args.device, overrides=args.overrides)
         print(f"resuming {args.resume} at step {trainer.step} (outer iteration {trainer.outer})", file=sys.stderr)
     else:
         if not args.config:
             raise ConfigError("egm train needs a CONFIG.toml (examples in configs/) or --resume RUN_DIR")
         cfg = load_config(args.config, args.overrides)
-        run_dir = _run_dir(cfg.name, args.out)
-        if (run_dir / "checkpoints" / "last.pt").exists():
-            raise ConfigError(f"{run_dir} already holds a trained run; use `egm train --resume {run_dir}` or "
-                              "choose another --out")
-        trainer = Trainer(cfg, run_dir, device=args.device)
+        folder = RunFolder(_run_dir(cfg.name, args.out))
+        folder.prepare_new(force=args.force, command=getattr(args, "command_name", "egm train"))
+        try:
+            trainer = Trainer(cfg, folder, device=args.device)
+        except BaseException:
+            folder.release_lock()
+            raise
     metrics = trainer.fit(evaluate_at_end=not args.no_eval)
     print(f"run folder: {trainer.run_dir}")
     if metrics:
@@ -153,40 +179,39 @@ def _train(args) -> int:
 
 
 def _load_trainer(run: str, device: str | None):
+    """The trained run for reading: nothing in the run folder is written."""
     from .trainer import Trainer
 
-    return Trainer.resume(run, device=device)
+    return Trainer.open(run, device=device)
 
 
 def _sample(args) -> int:
-    import numpy as np
     import torch
 
-    from .states import to_saveable
+    from .sampling import check_output_path, write_samples
 
-    if args.n < 1:
-        raise ConfigError(f"-n must be ≥ 1, got {args.n}")
-    out = Path(args.output)
-    if out.suffix not in (".pt", ".npz"):
-        raise ConfigError(f"-o {out}: use a .pt or .npz file name")
+    _int_arg(args.n, "-n", 1)
+    _int_arg(args.steps, "--steps", 1)
+    _int_arg(args.seed, "--seed", 0)
+    _check_device(args.device)
+    from .runfolder import RunFolder
+
+    RunFolder(args.run).require_run()
+    out = check_output_path(Path(args.output), force=args.force)
     trainer = _load_trainer(args.run, args.device)
     g = torch.Generator(device=trainer.device)
     g.manual_seed(args.seed)
     steps = args.steps or trainer.cfg.eval.sample_steps
     if args.correct:
         from .exactness import corrected_samples
+        from .sampling import save_samples
 
         xs, info = corrected_samples(trainer, args.n, steps, g, args.correct, seed=args.seed)
-        x = to_saveable(xs)
         print("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in info.items()),
               file=sys.stderr)
+        save_samples(to_saveable(xs), out)
     else:
-        x = to_saveable(trainer.sample(args.n, steps, generator=g))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".npz":
-        np.savez(out, **{k: v.numpy() for k, v in x.items()})
-    else:
-        torch.save(x, out)
+        write_samples(trainer, args.n, steps, g, out)
     print(f"wrote {args.n} samples to {out}")
     return 0
 
@@ -194,11 +219,25 @@ def _sample(args) -> int:
 def _evaluate(args) -> int:
     from .evaluation import evaluate_trainer
     from .metrics import format_metrics
+    from .runfolder import RunFolder, RunFolderError
 
+    _int_arg(args.n, "-n", 2, why=" (metrics compare two sets of samples)")
+    _int_arg(args.steps, "--steps", 1)
+    _check_device(args.device)
+    folder = RunFolder(args.run).require_run()
+    out = Path(args.out) if args.out else folder.path
+    if args.out:
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {out} is an existing file; pass a folder for eval.json, report.md and figures")
+        if out.resolve() != folder.path.resolve() and (out / "config.toml").exists():
+            raise ConfigError(f"--out {out} holds another run (config.toml); pass an empty or new folder")
+    elif not folder.writable():
+        raise RunFolderError(f"run folder {folder.path} is read-only, so its report cannot be written there; pass "
+                             "--out DIR to write eval.json, report.md and figures elsewhere")
     trainer = _load_trainer(args.run, args.device)
-    m = evaluate_trainer(trainer, num_samples=args.n, steps=args.steps)
+    m = evaluate_trainer(trainer, num_samples=args.n, steps=args.steps, out_dir=out)
     print(format_metrics(m))
-    print(f"report: {Path(args.run) / 'report.md'}")
+    print(f"report: {out / 'report.md'}")
     return 0
 
 
@@ -221,13 +260,10 @@ def _estimate(args) -> int:
 
 
 def _demo(args) -> int:
+    """Never deletes a folder: an existing non-empty --out is refused unless --force, and --force
+    removes only the run files egm writes (see RunFolder.prepare_new)."""
     ns = argparse.Namespace(config=str(demo_config_path()), overrides=args.overrides, out=args.out, resume=None,
-                            device="cpu", no_eval=False)
-    run_dir = Path(args.out)
-    if (run_dir / "checkpoints" / "last.pt").exists():
-        import shutil
-
-        shutil.rmtree(run_dir)
+                            device="cpu", no_eval=False, force=args.force, command_name="egm demo")
     return _train(ns)
 
 
@@ -316,6 +352,17 @@ def main(argv: list[str] | None = None) -> int:
     except EGMError as exc:
         print(f"egm: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the environment (permissions, full disk, missing path), not a bug
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"egm: error: {exc.strerror or exc}{where}; check the path, its permissions and the free space",
+              file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":  # torch's, without importing it
+            print(f"egm: error: out of memory ({type(exc).__name__}); lower train.batch_size, the state size, the "
+                  "network size or -n", file=sys.stderr)
+            return 2
+        raise
     except KeyboardInterrupt:
         print("egm: interrupted; the last checkpoint is kept (resume with `egm train --resume RUN_DIR`)",
               file=sys.stderr)

@@ -33,6 +33,7 @@ reported with its key path and the allowed range.
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,33 @@ def _num(lo: float | None = None, hi: float | None = None, *, lo_open: bool = Fa
             raise ConfigError(f"{where}: must be in {rng}, got {value!r}")
     check.allowed = ("integer in " if integer else "") + rng + (" or unset" if optional else "")  # docs reference
     return check
+
+
+def _bool(inst, attribute, value):
+    if not isinstance(value, bool):
+        raise ConfigError(f"{inst.SECTION}.{attribute.name}: must be true or false (a TOML boolean, unquoted), "
+                          f"got {value!r}")
+
+
+#: seeds are 64-bit signed integers (torch.Generator.manual_seed)
+MAX_SEED = 2**63 - 1
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+
+
+def check_device_name(value: Any, where: str = "--device") -> str:
+    """'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; anything else is a clear error."""
+    if not isinstance(value, str) or not _DEVICE_RE.match(value):
+        raise ConfigError(f"{where}: must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {value!r}")
+    return value
+
+
+def _check_name(name: Any) -> str:
+    """The run name becomes runs/<name>-<time>: a plain file name, never a path."""
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}", name):
+        raise ConfigError(f"name = {name!r}: a run name must be a plain name of letters, digits, '.', '_', '+' or "
+                          "'-' (no '/', '..' or absolute path; at most 100 characters); to put the run elsewhere "
+                          "use --out DIR")
+    return name
 
 
 def _choice(*options: str):
@@ -145,7 +173,7 @@ class TrainConfig:
     buffer_refresh: int = attrs.field(default=2000, validator=_num(1, integer=True))
     #: integration steps when simulating the model to refill the buffer
     buffer_sample_steps: int = attrs.field(default=100, validator=_num(1, integer=True))
-    seed: int = attrs.field(default=0, validator=_num(0, integer=True))
+    seed: int = attrs.field(default=0, validator=_num(0, MAX_SEED, integer=True))
     device: str = attrs.field(default="auto")
     #: write a checkpoint every this many outer iterations (and always at the end)
     checkpoint_every: int = attrs.field(default=1, validator=_num(1, integer=True))
@@ -157,14 +185,13 @@ class TrainConfig:
     log_every: int = attrs.field(default=25, validator=_num(1, integer=True))
     #: stop training after this many seconds (then checkpoint and evaluate); None: no limit
     max_seconds: float | None = attrs.field(default=None, validator=_num(0, lo_open=True, optional=True))
-    progress: bool = True
+    progress: bool = attrs.field(default=True, validator=_bool)
     #: CPU threads for torch (torch.set_num_threads); None: half the usable cores, at least 1
     threads: int | None = attrs.field(default=None, validator=_num(1, integer=True, optional=True))
 
     @device.validator
     def _dev(self, attribute, value):
-        if not (value in ("auto", "cpu") or str(value).startswith("cuda")):
-            raise ConfigError(f"train.device: must be 'auto', 'cpu' or 'cuda[:N]', got {value!r}")
+        check_device_name(value, "train.device")
 
 
 @attrs.frozen(kw_only=True)
@@ -172,10 +199,10 @@ class EvalConfig:
     SECTION = "eval"
     num_samples: int = attrs.field(default=2000, validator=_num(2, integer=True))
     sample_steps: int = attrs.field(default=1000, validator=_num(1, integer=True))
-    seed: int = attrs.field(default=1234, validator=_num(0, integer=True))
+    seed: int = attrs.field(default=1234, validator=_num(0, MAX_SEED, integer=True))
     #: seeds of the two independent ground-truth sets (the second gives the noise floor)
-    ground_truth_seed: int = attrs.field(default=4321, validator=_num(0, integer=True))
-    figures: bool = True
+    ground_truth_seed: int = attrs.field(default=4321, validator=_num(0, MAX_SEED, integer=True))
+    figures: bool = attrs.field(default=True, validator=_bool)
 
 
 @attrs.frozen(kw_only=True)
@@ -241,11 +268,15 @@ def config_from_dict(data: dict) -> RunConfig:
         if sec in data:
             kwargs[sec] = _section(cls, data[sec], sec)
     if "name" in data:
-        kwargs["name"] = str(data["name"])
+        kwargs["name"] = _check_name(data["name"])
     cfg = RunConfig(**kwargs)
     if cfg.estimator.kind == "bootstrap" and cfg.energy_network is None:
         raise ConfigError("estimator.kind = 'bootstrap' needs an [energy_network] section naming the network that "
                           "learns the intermediate energy (e.g. name = \"mlp\")")
+    if cfg.estimator.kind != "bootstrap" and cfg.energy_network is not None:
+        raise ConfigError(f"[energy_network] is used only by estimator.kind = \"bootstrap\", but the estimator is "
+                          f"{cfg.estimator.kind!r}; remove the [energy_network] section or set estimator.kind = "
+                          "\"bootstrap\"")
     return cfg
 
 
@@ -261,6 +292,8 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw.strip()
+        if re.fullmatch(r"[+-]?\d+", value):  # beyond TOML's 64-bit integers: keep it a number for the range check
+            value = int(value)
     return keys, value
 
 
@@ -280,10 +313,26 @@ def load_config_dict(path: str | Path) -> dict:
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"config file {str(p)!r} not found; pass a TOML file (examples in configs/)")
+    if p.is_dir():
+        raise ConfigError(f"config {str(p)!r} is a folder, not a file; pass the TOML file (examples in configs/)"
+                          + ("; to continue a run use `egm train --resume DIR`" if (p / "config.toml").exists() else ""))
     try:
-        return tomllib.loads(p.read_text())
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {str(p)!r}: {exc.strerror or exc}; check the path and its "
+                          "permissions") from None
+    if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark (some Windows editors) is harmless
+        raw = raw[3:]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start}: {raw[exc.start:exc.start + 1]!r}); TOML files "
+                          "must be UTF-8: save it as UTF-8 (e.g. `iconv -t utf-8`)") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: invalid TOML: {exc}") from None
+        raise ConfigError(f"{p}: invalid TOML: {exc}; fix that line (TOML syntax: https://toml.io)") from None
+    return data
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:

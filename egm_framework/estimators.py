@@ -65,6 +65,10 @@ def check_energy_output(e: torch.Tensor, n: int, who: str = "energy") -> torch.T
         raise EnergyEvaluationError(
             f"{who} returned shape {shape} for a batch of {n} states; it must return one energy per state, "
             f"shape ({n},). Reduce over the event dimensions in Energy.__call__.")
+    if not e.dtype.is_floating_point:
+        raise EnergyEvaluationError(
+            f"{who} returned dtype {e.dtype}; energies must be real floating-point numbers (lower = more probable): "
+            "return a float tensor (e.g. `.real` or `.float()` in Energy.__call__)")
     return e
 
 

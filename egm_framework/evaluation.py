@@ -46,23 +46,44 @@ def ground_truth_sets(energy, n: int, seed: int, device, cache: Path | None = No
                 d = torch.load(c, map_location="cpu", weights_only=True)
             except Exception:  # noqa: BLE001 - a damaged cache entry is recomputed
                 continue
-            if d.get("key") == key_s:
-                if c != cache and cache is not None:
-                    _save_gt(cache, d)
-                return from_saveable(d["a"]), from_saveable(d["b"]), d["method"]
+            if not isinstance(d, dict) or d.get("key") != key_s:
+                continue
+            try:
+                intact = d.get("sha256") == _content_hash(d["a"], d["b"])
+            except Exception:  # noqa: BLE001 - an entry of the wrong structure is recomputed too
+                intact = False
+            if not intact:  # altered or truncated samples: never used, recomputed below
+                print(f"egm: warning: ground-truth cache {c} does not match its content hash; recomputing it",
+                      file=sys.stderr)
+                continue
+            if c != cache and cache is not None:
+                _save_gt(cache, d)
+            return from_saveable(d["a"]), from_saveable(d["b"]), d["method"]
     g = torch.Generator(device=device)
     g.manual_seed(seed)
     both = energy.ground_truth(2 * n, g, device)
     a, b = index(both, slice(0, n)), index(both, slice(n, 2 * n))
     method = energy.ground_truth_method
     record = {"key": key_s, "a": to_saveable(a), "b": to_saveable(b), "method": method}
+    record["sha256"] = _content_hash(record["a"], record["b"])
     for c in candidates:
         _save_gt(c, record)
     return tree_map(lambda v: v.cpu(), a), tree_map(lambda v: v.cpu(), b), method
 
 
+def _content_hash(a: dict, b: dict) -> str:
+    """sha256 over the names, dtypes, shapes and bytes of both sets (checked on every cache read)."""
+    h = hashlib.sha256()
+    for part in (a, b):
+        for k in sorted(part):
+            v = part[k].contiguous()
+            h.update(f"{k}:{v.dtype}:{tuple(v.shape)}".encode())
+            h.update(v.numpy().tobytes() if v.numel() else b"")
+    return h.hexdigest()
+
+
 def _save_gt(path: Path, record: dict) -> None:
-    from .trainer import atomic_save
+    from .runfolder import atomic_save
 
     try:
         atomic_save(record, path)
@@ -71,7 +92,10 @@ def _save_gt(path: Path, record: dict) -> None:
 
 
 def evaluate_trainer(trainer: "Trainer", num_samples: int | None = None, steps: int | None = None,
-                     write: bool = True) -> dict[str, Any]:
+                     write: bool = True, out_dir: str | Path | None = None) -> dict[str, Any]:
+    """Metrics of the trainer's model against ground truth. With ``write``, ``eval.json``,
+    ``samples.pt``, ``ground_truth.pt``, ``figures/`` and ``report.md`` go to ``out_dir`` (default:
+    the run folder); nothing else is written (config, metrics and checkpoints are the trainer's)."""
     cfg = trainer.cfg
     n = num_samples or cfg.eval.num_samples
     steps = steps or cfg.eval.sample_steps
@@ -89,9 +113,10 @@ def evaluate_trainer(trainer: "Trainer", num_samples: int | None = None, steps: 
         samples = tree_map(lambda v: v.cpu(), trainer.sample(n, steps, generator=g))
     sample_time = time.perf_counter() - t0
     energy = trainer.comp.energy
+    out = Path(out_dir) if out_dir is not None else trainer.run_dir
     try:
         ref, ref2, method = ground_truth_sets(energy, n, cfg.eval.ground_truth_seed, trainer.device,
-                                              trainer.run_dir / "ground_truth.pt" if write else None)
+                                              out / "ground_truth.pt" if write else None)
     except NotImplementedError:
         ref = ref2 = None
         method = "unavailable"
@@ -114,26 +139,13 @@ def evaluate_trainer(trainer: "Trainer", num_samples: int | None = None, steps: 
     else:
         metrics["exactness"] = {"unavailable": refusal}
     if write:
-        out = trainer.run_dir
-        (out / "eval.json").write_text(json.dumps(metrics, indent=2))
-        from .states import to_saveable as _ts
-        torch.save(_ts(samples), out / "samples.pt")
-        figs: list[str] = []
-        if cfg.eval.figures:
-            from . import plots
+        try:
+            _write_outputs(trainer, metrics, samples, ref, out)
+        except OSError as exc:
+            from .runfolder import describe_os_error
 
-            fig_dir = out / "figures"
-            fig_dir.mkdir(exist_ok=True)
-            figs += plots.training_curves(out / "metrics.jsonl", fig_dir)
-            figs += plots.quality_curves(out / "metrics.jsonl", metrics, fig_dir)
-            if ref is not None:
-                figs += plots.histograms(statistics(energy, samples), statistics(energy, ref), fig_dir, cfg.name)
-                try:
-                    figs += energy.figures(samples, ref, fig_dir) or []
-                except Exception as exc:  # noqa: BLE001 - a figure must not cost the metrics and the report
-                    print(f"egm: warning: energy {cfg.energy.name!r} could not draw its figures: "
-                          f"{type(exc).__name__}: {exc}", file=sys.stderr)
-        write_report(trainer, metrics, figs)
+            raise describe_os_error(exc, f"the evaluation into {out}",
+                                    "free space, or write it elsewhere with `egm evaluate RUN --out DIR`") from None
     return metrics
 
 
@@ -170,6 +182,32 @@ def _exact_rows(m: dict) -> list[str]:
             "| quantity | exact | EGM | abs. difference |", "|---|---|---|---|", *rows]
 
 
+def _write_outputs(trainer: "Trainer", metrics: dict, samples: State, ref: State | None, out: Path) -> None:
+    from .runfolder import atomic_save, atomic_write, dumps_json
+
+    cfg, energy = trainer.cfg, trainer.comp.energy
+    out.mkdir(parents=True, exist_ok=True)
+    text = dumps_json(metrics, indent=2).encode()
+    atomic_write(out / "eval.json", lambda fh: fh.write(text))
+    atomic_save(to_saveable(samples), out / "samples.pt")
+    figs: list[str] = []
+    if cfg.eval.figures:
+        from . import plots
+
+        fig_dir = out / "figures"
+        fig_dir.mkdir(exist_ok=True)
+        figs += plots.training_curves(trainer.run_dir / "metrics.jsonl", fig_dir)
+        figs += plots.quality_curves(trainer.run_dir / "metrics.jsonl", metrics, fig_dir)
+        if ref is not None:
+            figs += plots.histograms(statistics(energy, samples), statistics(energy, ref), fig_dir, cfg.name)
+            try:
+                figs += energy.figures(samples, ref, fig_dir) or []
+            except Exception as exc:  # noqa: BLE001 - a figure must not cost the metrics and the report
+                print(f"egm: warning: energy {cfg.energy.name!r} could not draw its figures: "
+                      f"{type(exc).__name__}: {exc}", file=sys.stderr)
+    write_report(trainer, metrics, figs, out)
+
+
 def _metric_rows(m: dict) -> list[str]:
     rows = []
     for k, v in m.items():
@@ -186,7 +224,7 @@ def _metric_rows(m: dict) -> list[str]:
     return rows
 
 
-def write_report(trainer: "Trainer", metrics: dict, figures: list[str]) -> None:
+def write_report(trainer: "Trainer", metrics: dict, figures: list[str], out: Path | None = None) -> None:
     cfg = trainer.cfg
     comp = trainer.comp
     lines = [
@@ -217,7 +255,10 @@ def write_report(trainer: "Trainer", metrics: dict, figures: list[str]) -> None:
     lines += exactness_section(metrics.get("exactness"))
     if figures:
         lines += ["", "## Figures", ""] + [f"![{f}](figures/{f})" for f in figures]
-    (trainer.run_dir / "report.md").write_text("\n".join(lines) + "\n")
+    text = ("\n".join(lines) + "\n").encode()
+    from .runfolder import atomic_write
+
+    atomic_write(Path(out or trainer.run_dir) / "report.md", lambda fh: fh.write(text))
 
 
 def exactness_section(ex: dict | None) -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +70,9 @@ def training_curves(metrics_file: Path, out_dir: Path) -> list[str]:
     """Loss (and energy-network loss) per logged step; ESS over training and by time bin."""
     if not metrics_file.exists():
         return []
-    recs = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+    from .runfolder import read_jsonl
+
+    recs, _ = read_jsonl(metrics_file)  # a line cut by a kill or garbage is skipped
     recs = [r for r in recs if "loss" in r]
     if not recs:
         return []
@@ -155,7 +156,9 @@ def quality_curves(metrics_file: Path, final: dict | None, out_dir: Path) -> lis
     metric / floor against energy evaluations and against training seconds."""
     recs = []
     if metrics_file.exists():
-        recs = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+        from .runfolder import read_jsonl
+
+        recs, _ = read_jsonl(metrics_file)  # a line cut by a kill or garbage is skipped
     pts = [r["eval"] for r in recs if isinstance(r.get("eval"), dict)] + ([final] if final else [])
     pts = [dict(p, seconds=p.get("train_seconds", 0)) for p in pts if "energy_evals" in p]
     if not pts:

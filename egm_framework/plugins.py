@@ -120,7 +120,7 @@ class PluginManager:
                 continue
             try:
                 plugin = ep.load()
-            except Exception as exc:  # noqa: BLE001 - any import failure is reported, not raised
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - any import failure (even sys.exit) is reported
                 self.record_failure(ep.name, dist_name, version, ep.value, exc)
                 continue
             try:
@@ -136,7 +136,7 @@ class PluginManager:
                 continue
             try:
                 plugin = importlib.import_module(mod)
-            except Exception as exc:  # noqa: BLE001
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - even sys.exit() on import is reported
                 self.record_failure(mod, None, None, mod, exc)
                 continue
             try:
@@ -152,7 +152,8 @@ class PluginManager:
 
 
 def _split_env(value: str | None) -> list[str]:
-    return [v.strip() for v in (value or "").split(",") if v.strip()]
+    """Comma-separated names, blanks and repeats dropped (``EGM_PLUGINS=m,m`` loads ``m`` once)."""
+    return list(dict.fromkeys(v.strip() for v in (value or "").split(",") if v.strip()))
 
 
 def default_plugin_manager(environ: dict | None = None) -> PluginManager:

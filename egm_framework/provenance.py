@@ -81,13 +81,6 @@ def component_provenance(cfg: RunConfig, registry, path_obj: Any = None) -> dict
     return out
 
 
-def write_run_records(run_dir: Path, cfg: RunConfig, registry, path_obj: Any = None) -> None:
-    from .config import to_toml
-
-    (run_dir / "config.toml").write_text(to_toml(resolved_config(cfg, registry)))
-    (run_dir / PROVENANCE_FILE).write_text(json.dumps(component_provenance(cfg, registry, path_obj), indent=2) + "\n")
-
-
 def check_recorded_components(run_dir: Path, registry) -> None:
     """Raise a :class:`ConfigError` naming the distribution of the first recorded component that is no
     longer registered (uninstalled or disabled plugin). Runs without a record pass."""

@@ -9,9 +9,11 @@ Usage::
 
     trainer = Trainer(cfg, run_dir)          # cfg: RunConfig; run_dir is created
     trainer.fit()                            # trains, checkpoints atomically, evaluates at the end
-    Trainer.resume(run_dir).fit()            # continues from the last checkpoint
+    Trainer.resume(run_dir).fit()            # continues from the last checkpoint (takes the run's lock)
+    Trainer.open(run_dir)                    # the trained model, for sampling: writes nothing
 
-The run folder holds ``config.toml`` (resolved), ``metrics.jsonl`` (one JSON object per log line),
+The run folder (see :mod:`egm_framework.runfolder`, which owns every file operation on it) holds
+``config.toml`` (resolved), ``metrics.jsonl`` (one JSON object per log line),
 ``checkpoints/last.pt``, ``eval.json``, ``report.md`` and ``figures/``.
 """
 
@@ -20,21 +22,23 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy as np
 import torch
 
 from .assembly import Components, build_components, preflight, resolve_device
-from .config import RunConfig, config_from_dict, load_config_dict
+from .config import RunConfig, config_from_dict
 from .errors import ConfigError
 from .errors import CheckpointError, EnergyEvaluationError, EGMError
 from .energy_regression import RobustEnergyLoss
 from .estimators import BootstrapEstimator, SNISEstimator, check_energy_output, log_mean_variance
+from .guards import guarded_energy
+from .runfolder import RunFolder, atomic_save, check_config_change, load_checkpoint  # noqa: F401 (re-exported)
 from .interfaces import simulate
 from .registry import Registry
 from .states import State, batch_size, from_saveable, index, to_saveable, tree_map
@@ -104,37 +108,19 @@ def _dev(x: State) -> torch.device:
     return tree_leaves(x)[0].device
 
 
-def atomic_save(obj: Any, path: Path) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path) -> dict:
-    if not path.exists():
-        raise CheckpointError(f"no checkpoint at {path}; train first (`egm train CONFIG`) or pass the run folder")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
-
-
 class Trainer:
     def __init__(self, cfg: RunConfig, run_dir: str | Path, registry: Registry | None = None,
                  device: str | None = None):
         self.cfg = cfg
-        self.run_dir = Path(run_dir)
+        self.folder = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
+        self.run_dir = self.folder.path
         self.registry = registry
         self.device = resolve_device(device or cfg.train.device)
         tc = cfg.train
         torch.set_num_threads(resolve_threads(tc.threads))
         torch.manual_seed(tc.seed)  # network initialization
-        self.comp: Components = build_components(cfg, registry)
+        comp = build_components(cfg, registry, device=self.device)
+        self.comp: Components = attrs.evolve(comp, energy=guarded_energy(comp.energy, cfg.energy.name))
         self.model = self.comp.network.to(self.device)
         self.energy_net = self.comp.energy_network.to(self.device) if self.comp.energy_network is not None else None
         self.energy_ema = copy.deepcopy(self.energy_net).requires_grad_(False) if self.energy_net is not None else None
@@ -249,13 +235,16 @@ class Trainer:
         self._ess_cnt = torch.zeros(ESS_BINS, device=self.device)
         self._eloss_bin_sum = torch.zeros(ESS_BINS, device=self.device)
         self._eloss_bin_cnt = torch.zeros(ESS_BINS, device=self.device)
+        #: training batches in which no row had a single finite weight (read at the next log line)
+        self._dead_batches = torch.zeros((), dtype=torch.long, device=self.device)
 
     def _time_bin(self, t: torch.Tensor) -> torch.Tensor:
         lo, hi = self.comp.path.train_time_range
         return ((t - lo) / max(hi - lo, 1e-12) * ESS_BINS).long().clamp_(0, ESS_BINS - 1)
 
     def _record(self, loss: torch.Tensor, eloss: torch.Tensor | None, t: torch.Tensor, ess: torch.Tensor,
-                eloss_rows: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+                eloss_rows: tuple[torch.Tensor, torch.Tensor] | None = None,
+                log_mean_weight: torch.Tensor | None = None) -> None:
         self._loss_sum += loss.detach()
         if eloss is not None:
             self._eloss_sum += eloss.detach()
@@ -268,6 +257,8 @@ class Trainer:
             be = self._time_bin(t_e)
             self._eloss_bin_sum.index_add_(0, be, rows.float())
             self._eloss_bin_cnt.index_add_(0, be, torch.ones_like(rows, dtype=torch.float))
+        if log_mean_weight is not None:
+            self._dead_batches += (~torch.isfinite(log_mean_weight)).all()
 
     def _flush_stats(self) -> dict:
         n = max(1, self._count)
@@ -284,6 +275,11 @@ class Trainer:
             ecnt = self._eloss_bin_cnt.cpu().numpy()
             ebins = (self._eloss_bin_sum.cpu().numpy() / np.maximum(ecnt, 1)).tolist()
             rec["energy_loss_by_time"] = [float(f"{v:.5g}") if c > 0 else None for v, c in zip(ebins, ecnt)]
+        if int(self._dead_batches):
+            raise TrainingDivergedError(
+                f"no proposal of a whole training batch had a finite weight (at or before step {self.step}): energy "
+                f"{self.cfg.energy.name!r} is +inf or NaN on every proposal, so there is nothing to learn from; make "
+                "the energy finite where the path's proposals land, or raise estimator.num_proposals")
         if not math.isfinite(loss) or ("energy_loss" in rec and not math.isfinite(rec["energy_loss"])):
             raise TrainingDivergedError(
                 f"training diverged at step {self.step}: loss = {loss}. Check that the energy is finite on the "
@@ -330,7 +326,7 @@ class Trainer:
         self.step += 1
         if self.energy_net is not None:
             self._update_ema()
-        self._record(loss, eloss, t, est.ess, None if erows is None else (erows, t_e))
+        self._record(loss, eloss, t, est.ess, None if erows is None else (erows, t_e), est.log_mean_weight)
 
     def _energy_target(self, est, x_t: State, t: torch.Tensor):
         """Rows, times, targets and row weights (or None) of the energy network's regression.
@@ -390,8 +386,17 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def fit(self, evaluate_at_end: bool = True) -> dict | None:
         tc = self.cfg.train
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._write_config()
+        if not self.folder.locked:  # library use (Trainer(cfg, dir).fit()); the CLI took the lock already
+            self.folder.open_for_writing()
+        try:
+            self.folder.clean_temporaries()
+            self._write_config()
+            return self._fit(evaluate_at_end)
+        finally:
+            self.folder.release_lock()
+
+    def _fit(self, evaluate_at_end: bool) -> dict | None:
+        tc = self.cfg.train
         bar = None
         if tc.progress:
             from tqdm.auto import tqdm
@@ -444,16 +449,29 @@ class Trainer:
         return None
 
     def _log(self, rec: dict) -> None:
-        with open(self.run_dir / "metrics.jsonl", "a") as fh:
-            fh.write(json.dumps(rec) + "\n")
+        self.folder.append_metrics(rec)
+
+    def _registry(self) -> Registry:
+        from .registry import get_registry
+
+        return self.registry or get_registry()
+
+    @property
+    def resolved_config(self) -> dict:
+        """The config with every component parameter written out (what config.toml and checkpoints hold)."""
+        if getattr(self, "_resolved", None) is None:
+            from .provenance import resolved_config
+
+            self._resolved = resolved_config(self.cfg, self._registry())
+        return self._resolved
 
     def _write_config(self) -> None:
-        """``config.toml`` with resolved component parameters and ``components.json`` (see :mod:`.provenance`)."""
-        if not (self.run_dir / "config.toml").exists():
-            from .provenance import write_run_records
-            from .registry import get_registry
+        """``config.toml`` with resolved component parameters and ``components.json`` (see
+        :mod:`.provenance`), written by the lock holder whenever training starts (a resume may have
+        changed harmless keys)."""
+        from .provenance import component_provenance
 
-            write_run_records(self.run_dir, self.cfg, self.registry or get_registry(), self.comp.path)
+        self.folder.write_config(self.resolved_config, component_provenance(self.cfg, self._registry(), self.comp.path))
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
@@ -466,6 +484,7 @@ class Trainer:
             "host_rng": json.dumps(self.host_rng.bit_generator.state),
             "step": self.step, "outer": self.outer, "elapsed": self.elapsed,
             "energy_evals": self.estimator.energy_evals,
+            "config": json.dumps(self.resolved_config),  # the config the weights were trained with
         }
         if self.energy_net is not None:
             d["energy_network"] = self.energy_net.state_dict()
@@ -473,7 +492,19 @@ class Trainer:
             d["energy_regression"] = self.energy_loss_fn.state_dict()
         return d
 
-    def load_state_dict(self, d: dict) -> None:
+    def load_state_dict(self, d: dict, source: str = "the checkpoint") -> None:
+        """Restore a checkpoint; one that does not fit the components built from the config (changed
+        network or energy shapes, missing entries) is a clear :class:`CheckpointError`."""
+        try:
+            self._load_state_dict(d)
+        except (KeyError, RuntimeError, ValueError, TypeError, IndexError, AttributeError) as exc:
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            what = f"lacks the entry {exc.args[0]!r}" if isinstance(exc, KeyError) else f"does not fit: {msg[:300]}"
+            raise CheckpointError(
+                f"{source} {what}; it was written for a different network or energy than config.toml builds (or is "
+                "damaged): restore the run's config.toml, or train a new run") from None
+
+    def _load_state_dict(self, d: dict) -> None:
         self.model.load_state_dict(d["model"])
         self.optimizer.load_state_dict(d["optimizer"])
         self.scheduler.load_state_dict(d["scheduler"])
@@ -490,37 +521,55 @@ class Trainer:
 
     @property
     def checkpoint_path(self) -> Path:
-        return self.run_dir / "checkpoints" / "last.pt"
+        return self.folder.checkpoint_path
 
     def save_checkpoint(self) -> None:
-        atomic_save(self.state_dict(), self.checkpoint_path)
+        self.folder.save_checkpoint(self.state_dict())
+
+    @classmethod
+    def _from_folder(cls, folder: RunFolder, overrides: list[str], registry, device) -> "Trainer":
+        """The trainer of a run folder, at its checkpoint; config.toml must describe the checkpoint."""
+        from .config import apply_overrides
+
+        from .provenance import check_recorded_components
+        from .registry import get_registry
+
+        folder.require_run()
+        check_recorded_components(folder.path, registry or get_registry())
+        saved = config_from_dict(folder.read_config_dict())
+        state = folder.load_checkpoint()
+        if isinstance(state.get("config"), str):  # checkpoints before the config was stored in them have none
+            check_config_change(json.loads(state["config"]), saved.to_dict(),
+                                f"config.toml in {folder.path} does not describe its checkpoint:",
+                                "restore config.toml (or train a new run with the changed config)")
+        cfg = saved
+        if overrides:
+            cfg = config_from_dict(apply_overrides(saved.to_dict(), list(overrides)))
+            check_config_change(saved.to_dict(), cfg.to_dict(), "--set on resume:",
+                                "start a new run with `egm train CONFIG --set ...` instead")
+        trainer = cls(cfg, folder, registry=registry, device=device)
+        trainer.load_state_dict(state, f"checkpoint {folder.checkpoint_path}")
+        return trainer
+
+    @classmethod
+    def open(cls, run_dir: str | Path, registry: Registry | None = None, device: str | None = None) -> "Trainer":
+        """A trained run for reading (sampling, evaluating): writes nothing to the run folder, so it
+        works on a read-only folder and on a run that is still training."""
+        return cls._from_folder(RunFolder(run_dir), [], registry, device)
 
     @classmethod
     def resume(cls, run_dir: str | Path, registry: Registry | None = None, device: str | None = None,
                overrides: list[str] = ()) -> "Trainer":
-        run_dir = Path(run_dir)
-        cfg_path = run_dir / "config.toml"
-        if not cfg_path.exists():
-            raise CheckpointError(f"{run_dir} is not a run folder (no config.toml); pass the folder `egm train` created")
-        from .config import apply_overrides
-        from .provenance import check_recorded_components
-        from .registry import get_registry
-
-        check_recorded_components(run_dir, registry or get_registry())
-        cfg = config_from_dict(apply_overrides(load_config_dict(cfg_path), list(overrides)))
-        trainer = cls(cfg, run_dir, registry=registry, device=device)
-        trainer.load_state_dict(load_checkpoint(trainer.checkpoint_path))
-        trainer._drop_log_after_checkpoint()
+        """Continue a run: takes its lock, drops log lines written after the checkpoint (by a run that
+        was killed), and records the overrides (only ones that keep the target, the space and the
+        network shapes are accepted) in ``resumes.jsonl``; config.toml is rewritten when training starts."""
+        folder = RunFolder(run_dir).require_run()
+        folder.acquire_lock()
+        try:
+            trainer = cls._from_folder(folder, list(overrides), registry, device)
+            folder.truncate_metrics(trainer.step)
+            folder.record_resume(trainer.step, list(overrides))
+        except BaseException:
+            folder.release_lock()
+            raise
         return trainer
-
-    def _drop_log_after_checkpoint(self) -> None:
-        """Log lines written after the last checkpoint (by a run that was killed) are replaced by the
-        resumed run's own, so metrics.jsonl has each step once."""
-        path = self.run_dir / "metrics.jsonl"
-        if not path.exists():
-            return
-        kept = [line for line in path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= self.step]
-        tmp = path.with_name(".metrics.jsonl.tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        os.replace(tmp, path)
