@@ -22,7 +22,7 @@ install: $(STAMP)
 # one torch thread: on a shared 2-core machine a second thread oversubscribes the cores (README, "Threads")
 THREADS ?= 1
 demo: $(STAMP)
-	$(VENV)/bin/egm demo --out runs/demo --set train.threads=$(THREADS)
+	$(VENV)/bin/egm demo --out runs/demo --force --set train.threads=$(THREADS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

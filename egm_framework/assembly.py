@@ -72,8 +72,9 @@ def _norm(v: Any) -> Any:
 
 def build_components(cfg: RunConfig, registry: Registry | None = None, *, build_networks: bool = True,
                      device: torch.device | None = None) -> Components:
-    """With ``device`` given, the memory training needs is estimated from shapes (networks counted on
-    the meta device) and a run that cannot fit is refused before anything large is allocated."""
+    """With ``device`` given, the memory training needs is estimated from shapes and a run that cannot
+    fit is refused before its buffers are allocated (a network too large to allocate at all is a
+    clear error too)."""
     reg = registry or get_registry()
     energy = reg.create("energy", cfg.energy.name, **cfg.energy.params)
     space_name, space_params = energy.space_spec
@@ -99,13 +100,16 @@ def build_components(cfg: RunConfig, registry: Registry | None = None, *, build_
             assert cfg.energy_network is not None
             make_enet = lambda: reg.create("network", cfg.energy_network.name, space, torch.Size([]),  # noqa: E731
                                            **cfg.energy_network.params)
-        if device is not None:
-            from .budget import check_training_fits, parameter_count
+        from .budget import build_within_memory, check_training_fits, parameter_total
 
-            check_training_fits(cfg, space, torch.device(device), parameter_count(make_net),
-                                parameter_count(make_enet) if make_enet is not None else None)
-        network = make_net()
-        energy_network = make_enet() if make_enet is not None else None
+        if device is not None:  # buffer and proposals first: they are known from shapes alone
+            check_training_fits(cfg, space, torch.device(device), None, None)
+        network = build_within_memory(make_net, f"network {cfg.network.name!r}")
+        energy_network = (build_within_memory(make_enet, f"energy network {cfg.energy_network.name!r}")
+                          if make_enet is not None else None)
+        if device is not None:
+            check_training_fits(cfg, space, torch.device(device), parameter_total(network),
+                                parameter_total(energy_network))
     return Components(energy=energy, space=space, path=path, generator=gen, network=network,
                       energy_network=energy_network)
 

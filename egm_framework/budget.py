@@ -3,7 +3,9 @@
 A run whose replay buffer, network or proposal chunk cannot fit is refused up front with the
 estimate and the keys to change, instead of growing until the machine dies. The estimate is a lower
 bound of what training holds at once (activations of the network are not counted); it only has to
-catch runs that are hopeless, not predict memory to the byte.
+catch runs that are hopeless, not predict memory to the byte. The buffer and proposal parts are
+checked before any network is built; a network too large to allocate fails at once (the allocator
+refuses it) and is reported as such; the full estimate is checked again with the network's size.
 """
 
 from __future__ import annotations
@@ -67,14 +69,20 @@ def available_memory(device: torch.device) -> int | None:
         return None
 
 
-def parameter_count(make) -> int | None:
-    """Parameters of the module ``make()`` would build, counted on the meta device (nothing allocated)."""
+def parameter_total(module) -> int | None:
+    return sum(p.numel() for p in module.parameters()) if module is not None else None
+
+
+def build_within_memory(make, what: str):
+    """``make()``, with a failed allocation (a network larger than the memory) as a clear error."""
     try:
-        with torch.device("meta"):
-            module = make()
-        return sum(p.numel() for p in module.parameters())
-    except Exception:  # noqa: BLE001 - a network that cannot be built on meta is simply not counted
-        return None
+        return make()
+    except (MemoryError, RuntimeError) as exc:
+        if not isinstance(exc, MemoryError) and "alloc" not in str(exc):
+            raise
+        detail = str(exc).split("DefaultCPUAllocator:")[-1].strip().splitlines()[0][:160]
+        raise ResourceError(f"{what} does not fit in memory ({detail}); make it smaller (its hidden size, "
+                            "channels or layers) or the state smaller (e.g. energy.L)") from None
 
 
 def training_estimate(cfg, space, network_params: int | None, energy_network_params: int | None) -> dict[str, int]:

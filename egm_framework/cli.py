@@ -134,7 +134,7 @@ def _run_dir(name: str, out: str | None) -> Path:
 
 def _int_arg(value: int | None, flag: str, lo: int, hi: int = 2**63 - 1, why: str = "") -> None:
     if value is not None and not lo <= value <= hi:
-        rng = f"≥ {lo}" if hi == 2**63 - 1 else f"in [{lo}, {hi}]"
+        rng = f"≥ {lo}" if value < lo else f"in [{lo}, {hi}]"
         raise ConfigError(f"{flag} must be {rng}{why}, got {value}")
 
 

@@ -29,8 +29,10 @@ import errno
 import json
 import math
 import os
+import pickle
 import socket
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -101,9 +103,21 @@ def atomic_write(path: Path, write) -> None:
         raise
 
 
+def torch_save(obj: Any, fh) -> None:
+    """``torch.save`` to an open file; a failed write (full disk, file-size limit) raises the
+    ``OSError`` itself, not the ``RuntimeError`` torch's zip writer wraps it in."""
+    try:
+        torch.save(obj, fh)
+    except RuntimeError as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, OSError):
+            raise cause from None
+        raise
+
+
 def atomic_save(obj: Any, path: Path) -> None:
     """``torch.save`` atomically (see :func:`atomic_write`)."""
-    atomic_write(Path(path), lambda fh: torch.save(obj, fh))
+    atomic_write(Path(path), lambda fh: torch_save(obj, fh))
 
 
 def finite_json(obj: Any) -> Any:
@@ -239,8 +253,8 @@ class RunFolder:
         import fcntl
 
         for _ in range(5):
-            try:
-                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:  # read-only descriptor: holding it keeps no file of the folder open for writing
+                fd = os.open(self.lock_path, os.O_RDONLY | os.O_CREAT, 0o644)
             except OSError as exc:
                 raise describe_os_error(exc, f"the lock file of run folder {self.path}",
                                         "training needs a writable run folder: fix its permissions or copy it "
@@ -270,8 +284,12 @@ class RunFolder:
                 os.close(fd)
                 continue
             # a lock file left by a killed run (its flock died with it) is stale: take it over
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()} {socket.gethostname()} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
+            try:
+                self.lock_path.write_text(f"{os.getpid()} {socket.gethostname()} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
+            except OSError as exc:
+                os.close(fd)
+                raise describe_os_error(exc, f"the lock file of run folder {self.path}",
+                                        "training needs a writable run folder") from None
             self._lock_fd = fd
             return
         raise RunFolderError(f"could not take the lock of run folder {self.path}; try again")  # pragma: no cover
@@ -456,7 +474,13 @@ def load_checkpoint(path: Path) -> dict:
     if not path.exists():
         raise CheckpointError(f"no checkpoint at {path}; train first (`egm train CONFIG`) or pass the run folder")
     try:
-        d = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. torch's note on the pickle protocol of a foreign file
+            warnings.simplefilter("ignore")
+            d = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"cannot read checkpoint {path}: it holds Python objects other than tensors and plain "
+                              "containers, so it is not loaded (loading it could run code); restore it from a copy "
+                              "or train again") from None
     except Exception as exc:  # noqa: BLE001
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"cannot read checkpoint {path} ({type(exc).__name__}: {first[:200]}); it is damaged "

@@ -20,7 +20,7 @@ import torch
 
 from .budget import check_disk_fits, fmt_bytes
 from .errors import ConfigError
-from .runfolder import atomic_write, describe_os_error
+from .runfolder import atomic_write, describe_os_error, torch_save
 from .states import to_saveable
 
 #: samples drawn per chunk (equal to Trainer.sample's chunk, which keeps the random stream identical)
@@ -48,7 +48,7 @@ def _save(data: dict[str, torch.Tensor], out: Path) -> None:
     if out.suffix == ".npz":
         atomic_write(out, lambda fh: np.savez(fh, **{k: v.numpy() for k, v in data.items()}))
     else:
-        atomic_write(out, lambda fh: torch.save(data, fh))
+        atomic_write(out, lambda fh: torch_save(data, fh))
 
 
 def write_samples(trainer, n: int, steps: int, generator: torch.Generator, out: Path, chunk: int = CHUNK) -> None:
@@ -102,7 +102,7 @@ def _stream(trainer, n: int, steps: int, generator: torch.Generator, out: Path, 
             atomic_write(out, pack)
         else:  # tensors backed by the memory-mapped parts: torch.save reads them page by page
             data = {k: torch.from_numpy(np.load(p, mmap_mode="r+")) for k, p in parts.items()}
-            atomic_write(out, lambda fh: torch.save(data, fh))
+            atomic_write(out, lambda fh: torch_save(data, fh))
     finally:
         if bar is not None:
             bar.close()
