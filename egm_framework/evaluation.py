@@ -53,8 +53,9 @@ def ground_truth_sets(energy, n: int, seed: int, device, cache: Path | None = No
             except Exception:  # noqa: BLE001 - an entry of the wrong structure is recomputed too
                 intact = False
             if not intact:  # altered or truncated samples: never used, recomputed below
-                print(f"egm: warning: ground-truth cache {c} does not match its content hash; recomputing it",
-                      file=sys.stderr)
+                if "sha256" in d:  # (an entry from before content hashes is recomputed silently)
+                    print(f"egm: warning: ground-truth cache {c} does not match its content hash; recomputing it",
+                          file=sys.stderr)
                 continue
             if c != cache and cache is not None:
                 _save_gt(cache, d)
