@@ -22,7 +22,7 @@ def cfg(**sections):
     ("train", "batch_size", 0, "train.batch_size: must be in [1, inf), got 0"),
     ("train", "batch_size", 2.5, "train.batch_size: must be an integer, got 2.5"),
     ("train", "grad_clip", -1.0, "train.grad_clip: must be in (0, inf), got -1.0"),
-    ("train", "device", "tpu", "train.device: must be 'auto', 'cpu' or 'cuda[:N]', got 'tpu'"),
+    ("train", "device", "tpu", "train.device: must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got 'tpu'"),
     ("train", "max_seconds", 0, "train.max_seconds: must be in (0, inf), got 0"),
     ("estimator", "delta", 1.5, "estimator.delta: must be in (0, 1], got 1.5"),
     ("estimator", "delta", 0.0, "estimator.delta: must be in (0, 1], got 0.0"),
