@@ -68,12 +68,6 @@ def _num(lo: float | None = None, hi: float | None = None, *, lo_open: bool = Fa
     return check
 
 
-def _bool(inst, attribute, value):
-    if not isinstance(value, bool):
-        raise ConfigError(f"{inst.SECTION}.{attribute.name}: must be true or false (a TOML boolean, unquoted), "
-                          f"got {value!r}")
-
-
 #: seeds are 64-bit signed integers (torch.Generator.manual_seed)
 MAX_SEED = 2**63 - 1
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
@@ -106,7 +100,8 @@ def _choice(*options: str):
 
 def _bool(inst, attribute, value):
     if not isinstance(value, bool):
-        raise ConfigError(f"{inst.SECTION}.{attribute.name}: must be true or false, got {value!r}")
+        raise ConfigError(f"{inst.SECTION}.{attribute.name}: must be true or false (a TOML boolean, unquoted), "
+                          f"got {value!r}")
 
 
 @attrs.frozen(kw_only=True)

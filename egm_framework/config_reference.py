@@ -40,7 +40,7 @@ LEGACY = {
     "train.buffer_size": "replay-buffer capacity (model samples x_1)",
     "train.buffer_refresh": "model samples simulated into the buffer per outer iteration",
     "train.seed": "seed of network initialization and of every training draw",
-    "train.device": "\"auto\" (CUDA if available), \"cpu\" or \"cuda[:N]\"",
+    "train.device": "\"auto\" (CUDA if available), \"cpu\", \"cuda\", \"cuda:N\" or \"mps\"",
     "train.progress": "show a progress bar on stderr",
     "eval.num_samples": "model samples, and size of each of the two ground-truth sets",
     "eval.sample_steps": "integration steps of the sampler (unused by exact samplers)",
