@@ -164,12 +164,8 @@ def _train(args) -> int:
             raise ConfigError("egm train needs a CONFIG.toml (examples in configs/) or --resume RUN_DIR")
         cfg = load_config(args.config, args.overrides)
         folder = RunFolder(_run_dir(cfg.name, args.out))
+        trainer = Trainer(cfg, folder, device=args.device)  # builds and checks everything; writes nothing
         folder.prepare_new(force=args.force, command=getattr(args, "command_name", "egm train"))
-        try:
-            trainer = Trainer(cfg, folder, device=args.device)
-        except BaseException:
-            folder.release_lock()
-            raise
     metrics = trainer.fit(evaluate_at_end=not args.no_eval)
     print(f"run folder: {trainer.run_dir}")
     if metrics:

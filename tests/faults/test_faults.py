@@ -146,6 +146,7 @@ class Fault:
     check: Callable[[Ctx, subprocess.CompletedProcess], None] | None = None
     process: Callable[[Ctx], subprocess.CompletedProcess] | None = None  # runs the fault itself
     outcome: str = ""              # for rc 0: what happens, for the doc
+    started: bool = False          # the error comes after training started (the run folder exists)
 
 
 def cfg_replace(old: str, new: str) -> Callable[[Ctx], None]:
@@ -169,7 +170,7 @@ def with_cfg(setup: Callable[[Ctx], None], *extra) -> dict:
 
 def bad_energy(name: str) -> dict:
     return {"setup": cfg_replace('name = "ising"\nL = 3\nbeta = 0.3', f'name = "{name}"'), "argv": train_cmd(),
-            "env": BAD_PLUGINS}
+            "env": BAD_PLUGINS, "started": True}
 
 
 def edit_checkpoint(fn: Callable[[dict], None]) -> Callable[[Ctx], None]:
@@ -774,6 +775,9 @@ def test_fault(fault: Fault, ctx: Ctx):
         assert not others, res.stderr
         for frag in (*fault.says, fault.fix):
             assert frag and frag in errors[0], (frag, errors[0])
+        if not fault.started:
+            for fresh in ("n", "new"):  # a refused `egm train --out` creates no folder
+                assert not (ctx.tmp / fresh).exists(), fresh
     else:
         assert not _error_lines(res.stderr), res.stderr
         for frag in fault.says:
