@@ -185,6 +185,7 @@ def _sample(args) -> int:
     import torch
 
     from .sampling import check_output_path, write_samples
+    from .states import to_saveable
 
     _int_arg(args.n, "-n", 1)
     _int_arg(args.steps, "--steps", 1)
@@ -240,17 +241,24 @@ def _evaluate(args) -> int:
 def _estimate(args) -> int:
     from .exactness import estimate, format_summary
 
-    if args.n < 2:
-        raise ConfigError(f"-n must be ≥ 2, got {args.n}")
+    _int_arg(args.n, "-n", 2)
+    _int_arg(args.steps, "--steps", 1)
+    _int_arg(args.seed, "--seed", 0)
+    _check_device(args.device)
     trainer = _load_trainer(args.run, args.device)
     r = estimate(trainer, args.n, args.steps or trainer.cfg.eval.sample_steps, seed=args.seed,
                  observables=args.observable or None)
     r["step"] = trainer.step
     out = Path(args.run) / "estimate.json"  # this command's own output; no other file of the run is touched
-    tmp = out.with_name(".estimate.json.tmp")
-    tmp.write_text(json.dumps(r, indent=2))
-    tmp.replace(out)
+    from .runfolder import atomic_write, describe_os_error, dumps_json
+
+    text = dumps_json(r, indent=2).encode()  # valid JSON: a non-finite value is null plus a note
     print(format_summary(r))
+    try:
+        atomic_write(out, lambda fh: fh.write(text))
+    except OSError as exc:
+        raise describe_os_error(exc, str(out), "the summary above is not saved; make the run folder writable"
+                                ) from None
     print(f"wrote {out}")
     return 0
 

@@ -44,11 +44,16 @@ def check_output_path(out: Path, force: bool) -> Path:
     return out
 
 
-def _save(data: dict[str, torch.Tensor], out: Path) -> None:
-    if out.suffix == ".npz":
-        atomic_write(out, lambda fh: np.savez(fh, **{k: v.numpy() for k, v in data.items()}))
-    else:
-        atomic_write(out, lambda fh: torch_save(data, fh))
+def save_samples(data: dict[str, torch.Tensor], out: Path) -> None:
+    """Write ``data`` (a saveable state) to ``out`` (.npz or .pt) atomically."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix == ".npz":
+            atomic_write(out, lambda fh: np.savez(fh, **{k: v.numpy() for k, v in data.items()}))
+        else:
+            atomic_write(out, lambda fh: torch_save(data, fh))
+    except OSError as exc:
+        raise describe_os_error(exc, f"samples to {out}", "free space, or write to another disk with -o") from None
 
 
 def write_samples(trainer, n: int, steps: int, generator: torch.Generator, out: Path, chunk: int = CHUNK) -> None:
@@ -63,7 +68,7 @@ def write_samples(trainer, n: int, steps: int, generator: torch.Generator, out: 
                         fix)
         out.parent.mkdir(parents=True, exist_ok=True)
         if not streamed:
-            _save(first, out)
+            save_samples(first, out)
             return
         _stream(trainer, n, steps, generator, out, chunk, first)
     except OSError as exc:
