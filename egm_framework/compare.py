@@ -103,7 +103,7 @@ def train_egm(cfg: RunConfig, out: Path, s: CompareSettings, ref, ref2, registry
     cfg = attrs.evolve(cfg, train=attrs.evolve(cfg.train, outer_iterations=max(1, math.ceil(steps_est / inner)),
                                                progress=False, eval_every=0))
     trainer = Trainer(cfg, out, registry=registry, device=device)
-    out.mkdir(parents=True, exist_ok=True)
+    trainer.folder.open_for_writing()  # the run's lock: only its holder writes config, log and checkpoints
     trainer._write_config()
     n = batch_size(ref)
     g_eval = torch.Generator(device=trainer.device)
@@ -142,6 +142,7 @@ def train_egm(cfg: RunConfig, out: Path, s: CompareSettings, ref, ref2, registry
     if trainer._count:
         trainer._log(trainer._flush_stats())
     trainer.save_checkpoint()
+    trainer.folder.release_lock()
     return curve, trainer
 
 
