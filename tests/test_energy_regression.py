@@ -21,24 +21,21 @@ def test_huber_exact_values():
     assert torch.allclose(huber(r, 2.0), torch.tensor([4.0, 0.5, 0.0, 0.125, 2.0]))
 
 
-def test_running_scale_is_the_per_bin_std_then_an_average_of_batches():
-    fn = RobustEnergyLoss((0.0, 1.0), "cpu", bins=2, momentum=0.01, min_rows=2)
-    y = torch.tensor([1.0, 3.0, 10.0, 20.0, 30.0])
-    t = torch.tensor([0.1, 0.2, 0.6, 0.7, 0.9])
-    fn.update(y, fn.bin_of(t), torch.ones(5, dtype=torch.bool))
-    scale = fn.scale(torch.tensor([0, 1]))
-    assert torch.allclose(scale, torch.tensor([1.0, math.sqrt(200.0 / 3.0)]))
-    # a bin with fewer than min_rows rows uses the spread pooled over the bins
-    fn3 = RobustEnergyLoss((0.0, 1.0), "cpu", bins=2, min_rows=3)
-    fn3.update(y, fn3.bin_of(t), torch.ones(5, dtype=torch.bool))
-    pooled_mean = (2 * 2.0 + 3 * 20.0) / 5
-    pooled_sq = (2 * 5.0 + 3 * (100 + 400 + 900) / 3) / 5
-    assert torch.allclose(fn3.scale(torch.tensor([0, 1])),
-                          torch.tensor([math.sqrt(pooled_sq - pooled_mean**2), math.sqrt(200.0 / 3.0)]))
-    # second batch, bin 0 only: the running moments are the average of the two batches' moments
-    fn.update(torch.tensor([5.0, 7.0]), fn.bin_of(torch.tensor([0.3, 0.4])), torch.ones(2, dtype=torch.bool))
-    mean, sq = (2.0 + 6.0) / 2, ((1 + 9) / 2 + (25 + 49) / 2) / 2
-    assert torch.allclose(fn.scale(torch.tensor([0, 1])), torch.tensor([math.sqrt(sq - mean**2), math.sqrt(200.0 / 3.0)]))
+def test_running_center_and_spread_are_per_bin_median_and_mad_unmoved_by_outliers():
+    fn = RobustEnergyLoss((0.0, 1.0), "cpu", bins=3, min_scale=0.0)
+    y = torch.tensor([100.0, 1.0, 3.0, 20.0, 10.0, 30.0, 5.0, float("nan")])
+    t = torch.tensor([0.1, 0.2, 0.3, 0.5, 0.55, 0.6, 0.9, 0.95])
+    valid = ~torch.isnan(y)
+    fn.update(torch.nan_to_num(y), fn.bin_of(t), valid)
+    assert torch.allclose(fn.center, torch.tensor([3.0, 20.0, 5.0]))
+    # bin 0: |y − 3| = 97, 2, 0 -> MAD 2; bin 1: MAD 10; bin 2 has one valid row: no spread of its
+    # own, it takes the geometric mean of the others'
+    s0, s1 = 1.4826 * 2, 1.4826 * 10
+    assert torch.allclose(fn.scale(torch.tensor([0, 1, 2])), torch.tensor([s0, s1, math.sqrt(s0 * s1)]))
+    # a second batch: the running values are the averages of the two batches' (log-spread: geometric)
+    fn.update(torch.tensor([7.0, 8.0, 11.0]), fn.bin_of(torch.tensor([0.1, 0.2, 0.3])), torch.ones(3, dtype=torch.bool))
+    assert fn.center[0].item() == pytest.approx((3.0 + 8.0) / 2)
+    assert fn.scale(torch.tensor([0]))[0].item() == pytest.approx(math.sqrt(s0 * 1.4826 * 1.0))
 
 
 def test_nan_and_minus_inf_targets_are_left_out_plus_inf_is_clamped():
