@@ -30,7 +30,7 @@ CPU = ["train.batch_size=128", "estimator.num_proposals=128", "train.buffer_refr
 VARIANTS = {
     # the regression before the robust loss: raw squared error, no clamp, no clip of its own
     "mse": ["estimator.energy_loss=\"mse\"", "estimator.energy_normalize=false",
-            "estimator.energy_target_clamp=1e30", "estimator.energy_grad_clip=1e30"],
+            "estimator.energy_target_limit=1e30", "estimator.energy_grad_clip=1e30"],
     "robust": [],
     "robust_no_norm": ["estimator.energy_normalize=false"],
     "t_min": ["estimator.energy_t_min=0.03"],

@@ -14,7 +14,8 @@ Variants (CPU-sized like benchmarks/cpu_results.sh: lattice_conv 32 × 4, buffer
                  direct energy target on half the batch, energy EMA 0.99
   boot_d<Δ>      the same with estimator.delta = Δ (e.g. boot_d0.1)
   boot_conv[_d<Δ>]  energy network lattice_conv 8 × 2 with a summed scalar head instead of the MLP
-Writes OUT/<beta>/results.md and results.json (appending rows of later calls).
+Run folders go to OUT/<beta>/<tag>/; OUT/<beta>/results.md and results.json collect the rows of
+every call.
 """
 
 from __future__ import annotations
@@ -76,8 +77,10 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", nargs="+", default=["plain", "boot"])
     ap.add_argument("--out", type=Path, default=ROOT / "runs/ising_hard")
     ap.add_argument("--python", default=sys.executable)
+    ap.add_argument("--tag", default=None, help="run folders go to OUT/<beta>/<tag>/<variant> (default: a time stamp)")
     a = ap.parse_args(argv)
-    out = a.out / a.beta
+    tag = a.tag or time.strftime("%Y%m%d-%H%M%S")
+    out = a.out / a.beta / tag
     out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     procs = []
@@ -94,11 +97,12 @@ def main(argv=None) -> int:
     rows = []
     for v, p in procs:
         rows.append({"variant": v, "exit": p.returncode, **summarize(out / v)})
-    res_file = out / "results.json"
+    res_file = out.parent / "results.json"
     old = json.loads(res_file.read_text()) if res_file.exists() else []
     cmd_line = "python benchmarks/ising_boot_vs_plain.py " + " ".join(argv if argv is not None else sys.argv[1:])
     for r in rows:
         r["command"] = cmd_line
+        r["folder"] = str(out / r["variant"])
     res_file.write_text(json.dumps(old + rows, indent=2))
     lines = ["| variant | steps | train s | true-energy evals | E-W1 (floor) | M-W1 (floor) | E-mean | max energy loss |",
              "|---|---|---|---|---|---|---|---|"]
@@ -108,7 +112,7 @@ def main(argv=None) -> int:
                      f"{f(r.get('E-W1'))} ({f(r.get('E-W1/floor'))}) | {f(r.get('M-W1'))} ({f(r.get('M-W1/floor'))}) | "
                      f"{f(r.get('E-mean'))} | {f(r['energy_loss_max'])} |")
     md = f"Command: `{cmd_line}`\n\n" + "\n".join(lines) + "\n"
-    with open(out / "results.md", "a") as fh:
+    with open(out.parent / "results.md", "a") as fh:
         fh.write(md + "\n")
     print(md)
     return 0 if all(p.returncode == 0 for _, p in procs) else 1

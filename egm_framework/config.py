@@ -117,8 +117,8 @@ class EstimatorConfig:
     energy_loss: str = attrs.field(default="huber", validator=_choice("huber", "mse"))
     #: Huber threshold, in units of the normalized residual (of the raw one if energy_normalize = false)
     energy_huber_delta: float = attrs.field(default=1.0, validator=_num(0, lo_open=True))
-    #: targets are clamped to [-c, c] before the loss (a huge value such as 1e30 disables it)
-    energy_target_clamp: float | None = attrs.field(default=1000.0, validator=_num(0, lo_open=True, optional=True))
+    #: rows whose |target| exceeds this are left out of the loss (a huge value such as 1e30 disables it)
+    energy_target_limit: float | None = attrs.field(default=1000.0, validator=_num(0, lo_open=True, optional=True))
     #: divide each row's residual by the running spread of the target in its time bin
     energy_normalize: bool = attrs.field(default=True, validator=_bool)
     #: global-norm gradient clip of the energy network alone (train.grad_clip clips the sampler alone)
