@@ -11,15 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+from train_all import run_all
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = ["train.batch_size=64", "estimator.num_proposals=128", "train.buffer_refresh=500",
-       "estimator.energy_ema_decay=0.99", "train.progress=false", "train.log_every=10", 'train.device="cpu"']
+       "estimator.energy_ema_decay=0.99", "train.log_every=10"]
 #: the GPU-sized Ising lattice_conv is 64 × 6; the CPU results use 32 × 4
 SMALLER = {"ising10": ["network.channels=32", "network.layers=4"]}
 
@@ -44,30 +43,16 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "runs/boot_stability")
     a = ap.parse_args(argv)
     configs = a.configs or sorted(str(p.relative_to(ROOT)) for p in (ROOT / "configs").glob("*_boot.toml"))
-    a.out.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     inner = 100
-    pending, running, rows = list(configs), [], []
-    while pending or running:
-        while pending and len(running) < a.jobs:
-            cfg = pending.pop(0)
-            name = Path(cfg).stem
-            sets = CPU + [f"train.outer_iterations={max(1, a.steps // inner)}", f"train.inner_iterations={inner}"]
-            sets += next((v for k, v in SMALLER.items() if name.startswith(k)), [])
-            cmd = [sys.executable, "-m", "egm_framework.cli", "train", cfg, "--out", str(a.out / name), "--no-eval"]
-            for s in sets:
-                cmd += ["--set", s]
-            running.append((name, subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=open(a.out / f"{name}.log", "w"),
-                                                   stderr=subprocess.STDOUT), time.perf_counter()))
-        time.sleep(1.0)
-        for item in list(running):
-            name, p, t0 = item
-            if p.poll() is None:
-                continue
-            running.remove(item)
-            rows.append({"config": name, "exit": p.returncode, "wall_s": round(time.perf_counter() - t0),
-                         **summarize(a.out / name)})
-            print(json.dumps(rows[-1]), flush=True)
+    sets = CPU + [f"train.outer_iterations={max(1, a.steps // inner)}", f"train.inner_iterations={inner}"]
+    rows = []
+    for prefix, more in list(SMALLER.items()) + [(None, [])]:
+        group = [c for c in configs if (Path(c).stem.startswith(prefix) if prefix else
+                                        not any(Path(c).stem.startswith(k) for k in SMALLER))]
+        if group:
+            rows += run_all(group, a.out, "cpu", None, a.jobs, sets + more, extra_args=["--no-eval"])
+    rows = [{"config": r["name"], "exit": r["exit"], "wall_s": r["wall_seconds"], **summarize(a.out / r["name"])}
+            for r in rows]
     cmd_line = "python benchmarks/boot_stability.py " + " ".join(argv if argv is not None else sys.argv[1:])
     f = lambda x: "-" if x is None else (f"{x:.3g}" if isinstance(x, float) else str(x))  # noqa: E731
     lines = [f"Command: `{cmd_line}`", "",

@@ -13,7 +13,8 @@ Variants (CPU-sized like benchmarks/cpu_results.sh: lattice_conv 32 × 4, buffer
   boot           configs/ising10_<beta>_boot.toml as shipped (Δ from the file), B = 128, K = 256,
                  direct energy target on half the batch, energy EMA 0.99
   boot_d<Δ>      the same with estimator.delta = Δ (e.g. boot_d0.1)
-  boot_conv[_d<Δ>]  energy network lattice_conv 8 × 2 with a summed scalar head instead of the MLP
+  boot_conv      energy network lattice_conv 8 × 2 with a summed scalar head instead of the MLP
+  suffixes _k<K>, _b<B> set the proposals and batch size, e.g. boot_d0.1_k64_b64
 Run folders go to OUT/<beta>/<tag>/; OUT/<beta>/results.md and results.json collect the rows of
 every call.
 """
@@ -48,11 +49,14 @@ def variant_args(beta: str, v: str) -> tuple[str, list[str]]:
         rest, sets = v[4:], list(BOOT)
         if rest.startswith("_conv"):
             rest, sets = rest[5:], sets + CONV_ENERGY
-        if rest.startswith("_d"):
-            rest, sets = "", sets + [f"estimator.delta={float(rest[2:])}"]
-        if not rest:
+        for part in [p for p in rest.split("_") if p]:
+            key = {"d": "estimator.delta", "k": "estimator.num_proposals", "b": "train.batch_size"}.get(part[0])
+            if key is None:
+                raise SystemExit(f"unknown variant part {part!r} in {v!r}")
+            sets.append(f"{key}={part[1:]}")
+        else:
             return f"configs/ising10_{beta}_boot.toml", COMMON + sets
-    raise SystemExit(f"unknown variant {v!r}; use plain, boot, boot_d<delta>, boot_conv or boot_conv_d<delta>")
+    raise SystemExit(f"unknown variant {v!r}; use plain or boot[_conv][_d<delta>][_k<K>][_b<batch>]")
 
 
 def summarize(run: Path) -> dict:
