@@ -209,3 +209,10 @@ def test_energy_evaluations_are_counted_exactly(tmp_path):
     tr.host_rng.bit_generator.state = state
     tr.train_step()
     assert tr.estimator.energy_evals == n_final * 16 + 16 * 16
+
+
+def test_run_folders_with_the_old_clamp_key_still_load():
+    base = {"energy": {"name": "ising"}, "path": {"name": "masked"}, "generator": {"name": "jump"},
+            "network": {"name": "mlp"}}
+    cfg = config_from_dict({**base, "estimator": {"energy_target_clamp": 50.0}})
+    assert cfg.estimator.energy_target_limit == 50.0
