@@ -25,6 +25,7 @@ SMALLER = {"ising10": ["network.channels=32", "network.layers=4"]}
 
 def summarize(run: Path) -> dict:
     recs = [json.loads(s) for s in (run / "metrics.jsonl").read_text().splitlines()] if (run / "metrics.jsonl").exists() else []
+    recs = [r for r in recs if "loss" in r]  # not the buffer's notes
     el = [r["energy_loss"] for r in recs if "energy_loss" in r]
     if not el:
         return {"steps": 0}
