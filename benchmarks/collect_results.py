@@ -102,6 +102,9 @@ def main(argv=None) -> int:
     ap.add_argument("--command", default="bash benchmarks/cpu_results.sh")
     ap.add_argument("--out", default="docs/results.md")
     ap.add_argument("--intro", default=None, help="a Markdown file placed after the title")
+    ap.add_argument("--append", action="append", default=[],
+                    help="a Markdown file appended at the end (hand-assembled sections, e.g. "
+                         "benchmarks/results_hard_targets.md); repeatable")
     args = ap.parse_args(argv)
     root = Path(args.runs)
     out = ["# Results", ""]
@@ -133,6 +136,8 @@ def main(argv=None) -> int:
     for name, title in titles.items():
         if (root / name).exists():
             out += [f"## {title}", ""] + group_table(root / name)
+    for extra in args.append:
+        out += [Path(extra).read_text().rstrip(), ""]
     Path(args.out).write_text("\n".join(out) + "\n")
     print(f"wrote {args.out}")
     return 0

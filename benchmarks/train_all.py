@@ -25,7 +25,7 @@ KEY_METRICS = ["E-W1", "E-W2", "M-W1", "M-W2", "|M|-W1", "x-W2", "mode_coverage"
 
 
 def run_all(configs: list[str], out: Path, device: str, max_seconds: float | None, jobs: int,
-            overrides: list[str]) -> list[dict]:
+            overrides: list[str], extra_args: list[str] = ()) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     pending = list(configs)
@@ -41,6 +41,7 @@ def run_all(configs: list[str], out: Path, device: str, max_seconds: float | Non
                 cmd += ["--set", f"train.max_seconds={max_seconds}"]
             for o in overrides:
                 cmd += ["--set", o]
+            cmd += list(extra_args)
             log = open(out / f"{name}.log", "w")
             running.append((cfg, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env),
                             time.perf_counter()))

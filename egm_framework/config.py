@@ -140,9 +140,10 @@ class EstimatorConfig:
     energy_loss: str = attrs.field(default="huber", validator=_choice("huber", "mse"))
     #: Huber threshold, in units of the normalized residual (of the raw one if energy_normalize = false)
     energy_huber_delta: float = attrs.field(default=1.0, validator=_num(0, lo_open=True))
-    #: targets are clamped to [-c, c] before the loss (a huge value such as 1e30 disables it)
-    energy_target_clamp: float | None = attrs.field(default=1000.0, validator=_num(0, lo_open=True, optional=True))
-    #: divide each row's residual by the running spread of the target in its time bin
+    #: rows whose |target| exceeds this are left out of the loss (a huge value such as 1e30 disables it)
+    energy_target_limit: float | None = attrs.field(default=1000.0, validator=_num(0, lo_open=True, optional=True))
+    #: center the target by its running median in its time bin and divide the residual by its
+    #: running robust spread there (1.4826 × median absolute deviation)
     energy_normalize: bool = attrs.field(default=True, validator=_bool)
     #: global-norm gradient clip of the energy network alone (train.grad_clip clips the sampler alone)
     energy_grad_clip: float | None = attrs.field(default=1.0, validator=_num(0, lo_open=True, optional=True))
@@ -227,9 +228,16 @@ class RunConfig:
 _SECTION_CLASSES = {"estimator": EstimatorConfig, "train": TrainConfig, "eval": EvalConfig}
 
 
+#: keys renamed since a release: old name -> new name (run folders written before keep loading)
+_RENAMED = {"estimator": {"energy_target_clamp": "energy_target_limit"}}
+
+
 def _section(cls, data: Any, where: str):
     if not isinstance(data, dict):
         raise ConfigError(f"[{where}] must be a table, got {type(data).__name__}")
+    renamed = _RENAMED.get(where, {})
+    if any(k in data for k in renamed):
+        data = {renamed.get(k, k): v for k, v in data.items()}
     fields = [f.name for f in attrs.fields(cls)]
     for key in data:
         if key not in fields:

@@ -160,7 +160,7 @@ class Trainer:
         if self.energy_net is not None:
             self.energy_loss_fn = RobustEnergyLoss(
                 self.comp.path.train_time_range, self.device, kind=est.energy_loss, huber_delta=est.energy_huber_delta,
-                target_clamp=est.energy_target_clamp, normalize=est.energy_normalize)
+                target_limit=est.energy_target_limit, normalize=est.energy_normalize)
         self.step = 0
         self.outer = 0
         self.elapsed = 0.0
@@ -238,6 +238,7 @@ class Trainer:
         self._eloss_bin_cnt = torch.zeros(ESS_BINS, device=self.device)
         #: training batches in which no row had a single finite weight (read at the next log line)
         self._dead_batches = torch.zeros((), dtype=torch.long, device=self.device)
+        self._edropped = torch.zeros((), device=self.device)
 
     def _time_bin(self, t: torch.Tensor) -> torch.Tensor:
         lo, hi = self.comp.path.train_time_range
@@ -254,7 +255,8 @@ class Trainer:
         self._ess_sum.index_add_(0, b, ess.float())
         self._ess_cnt.index_add_(0, b, torch.ones_like(ess, dtype=torch.float))
         if eloss_rows is not None:
-            rows, t_e = eloss_rows
+            rows, t_e, kept = eloss_rows
+            self._edropped += (~kept).sum()
             be = self._time_bin(t_e)
             self._eloss_bin_sum.index_add_(0, be, rows.float())
             self._eloss_bin_cnt.index_add_(0, be, torch.ones_like(rows, dtype=torch.float))
@@ -276,6 +278,7 @@ class Trainer:
             ecnt = self._eloss_bin_cnt.cpu().numpy()
             ebins = (self._eloss_bin_sum.cpu().numpy() / np.maximum(ecnt, 1)).tolist()
             rec["energy_loss_by_time"] = [float(f"{v:.5g}") if c > 0 else None for v, c in zip(ebins, ecnt)]
+            rec["energy_target_dropped"] = round(float(self._edropped) / max(float(ecnt.sum()), 1.0), 5)
         if int(self._dead_batches):
             raise TrainingDivergedError(
                 f"no proposal of a whole training batch had a finite weight (at or before step {self.step}): energy "
@@ -327,7 +330,9 @@ class Trainer:
         self.step += 1
         if self.energy_net is not None:
             self._update_ema()
-        self._record(loss, eloss, t, est.ess, None if erows is None else (erows, t_e), est.log_mean_weight)
+        self._record(loss, eloss, t, est.ess,
+                     None if erows is None else (erows, t_e, self.energy_loss_fn.valid_rows(e_target)),
+                     est.log_mean_weight)
 
     def _energy_target(self, est, x_t: State, t: torch.Tensor):
         """Rows, times, targets and row weights (or None) of the energy network's regression.

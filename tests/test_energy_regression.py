@@ -21,32 +21,30 @@ def test_huber_exact_values():
     assert torch.allclose(huber(r, 2.0), torch.tensor([4.0, 0.5, 0.0, 0.125, 2.0]))
 
 
-def test_running_scale_is_the_per_bin_std_then_an_average_of_batches():
-    fn = RobustEnergyLoss((0.0, 1.0), "cpu", bins=2, momentum=0.01, min_rows=2)
-    y = torch.tensor([1.0, 3.0, 10.0, 20.0, 30.0])
-    t = torch.tensor([0.1, 0.2, 0.6, 0.7, 0.9])
-    fn.update(y, fn.bin_of(t), torch.ones(5, dtype=torch.bool))
-    scale = fn.scale(torch.tensor([0, 1]))
-    assert torch.allclose(scale, torch.tensor([1.0, math.sqrt(200.0 / 3.0)]))
-    # a bin with fewer than min_rows rows uses the spread pooled over the bins
-    fn3 = RobustEnergyLoss((0.0, 1.0), "cpu", bins=2, min_rows=3)
-    fn3.update(y, fn3.bin_of(t), torch.ones(5, dtype=torch.bool))
-    pooled_mean = (2 * 2.0 + 3 * 20.0) / 5
-    pooled_sq = (2 * 5.0 + 3 * (100 + 400 + 900) / 3) / 5
-    assert torch.allclose(fn3.scale(torch.tensor([0, 1])),
-                          torch.tensor([math.sqrt(pooled_sq - pooled_mean**2), math.sqrt(200.0 / 3.0)]))
-    # second batch, bin 0 only: the running moments are the average of the two batches' moments
-    fn.update(torch.tensor([5.0, 7.0]), fn.bin_of(torch.tensor([0.3, 0.4])), torch.ones(2, dtype=torch.bool))
-    mean, sq = (2.0 + 6.0) / 2, ((1 + 9) / 2 + (25 + 49) / 2) / 2
-    assert torch.allclose(fn.scale(torch.tensor([0, 1])), torch.tensor([math.sqrt(sq - mean**2), math.sqrt(200.0 / 3.0)]))
+def test_running_center_and_spread_are_per_bin_median_and_mad_unmoved_by_outliers():
+    fn = RobustEnergyLoss((0.0, 1.0), "cpu", bins=3, min_scale=0.0)
+    y = torch.tensor([100.0, 1.0, 3.0, 20.0, 10.0, 30.0, 5.0, float("nan")])
+    t = torch.tensor([0.1, 0.2, 0.3, 0.5, 0.55, 0.6, 0.9, 0.95])
+    valid = ~torch.isnan(y)
+    fn.update(torch.nan_to_num(y), fn.bin_of(t), valid)
+    assert torch.allclose(fn.center, torch.tensor([3.0, 20.0, 5.0]))
+    # bin 0: |y − 3| = 97, 2, 0 -> MAD 2; bin 1: MAD 10; bin 2 has one valid row: no spread of its
+    # own, it takes the geometric mean of the others'
+    s0, s1 = 1.4826 * 2, 1.4826 * 10
+    assert torch.allclose(fn.scale(torch.tensor([0, 1, 2])), torch.tensor([s0, s1, math.sqrt(s0 * s1)]))
+    # a second batch: the running values are the averages of the two batches' (log-spread: geometric)
+    fn.update(torch.tensor([7.0, 8.0, 11.0]), fn.bin_of(torch.tensor([0.1, 0.2, 0.3])), torch.ones(3, dtype=torch.bool))
+    assert fn.center[0].item() == pytest.approx((3.0 + 8.0) / 2)
+    assert fn.scale(torch.tensor([0]))[0].item() == pytest.approx(math.sqrt(s0 * 1.4826 * 1.0))
 
 
-def test_nan_and_minus_inf_targets_are_left_out_plus_inf_is_clamped():
-    fn = RobustEnergyLoss((0.0, 1.0), "cpu", kind="mse", normalize=False, target_clamp=10.0)
-    pred = torch.zeros(4)
-    loss, rows = fn(pred, torch.tensor([1.0, float("nan"), float("-inf"), float("inf")]), torch.full((4,), 0.5))
-    assert torch.allclose(rows, torch.tensor([1.0, 0.0, 0.0, 100.0]))
-    assert loss.item() == pytest.approx(101.0 / 2)
+def test_non_finite_targets_and_targets_beyond_the_limit_are_left_out():
+    fn = RobustEnergyLoss((0.0, 1.0), "cpu", kind="mse", normalize=False, target_limit=10.0)
+    pred = torch.zeros(6)
+    target = torch.tensor([1.0, float("nan"), float("-inf"), float("inf"), -3.0, 11.0])
+    loss, rows = fn(pred, target, torch.full((6,), 0.5))
+    assert torch.allclose(rows, torch.tensor([1.0, 0.0, 0.0, 0.0, 9.0, 0.0]))
+    assert loss.item() == pytest.approx(10.0 / 2)
 
 
 def _fit_linear(loss_fn, steps=300, lr=0.1, seed=0):
@@ -75,7 +73,7 @@ def _fit_linear(loss_fn, steps=300, lr=0.1, seed=0):
 def test_energy_loss_is_bounded_under_an_injected_heavy_tailed_target():
     losses, preds, w = _fit_linear(RobustEnergyLoss((0.0, 1.0), "cpu"))
     assert all(math.isfinite(v) for v in losses)
-    # clamp 1000, normalized Huber: the loss is at most δ(|pred| + 1000)/min_scale; here far below
+    # limit 1000, normalized Huber: the loss is at most δ(|pred| + 2000)/min_scale; here far below
     assert max(losses) < 1e3 and max(preds) < 100
     # and the clean signal (R = x_0) is still learned from the rows at t ≥ 0.1
     assert torch.allclose(w, torch.tensor([1.0, 0.0, 0.0]), atol=0.15)
@@ -84,7 +82,7 @@ def test_energy_loss_is_bounded_under_an_injected_heavy_tailed_target():
 def test_plain_least_squares_blows_up_on_the_same_target():
     """The failure the robust loss removes (so the test above can fail)."""
     losses, preds, _ = _fit_linear(RobustEnergyLoss((0.0, 1.0), "cpu", kind="mse", normalize=False,
-                                                    target_clamp=None), steps=30)
+                                                    target_limit=None), steps=30)
     assert not all(math.isfinite(v) and v < 1e6 for v in losses) or max(preds) > 1e6
 
 
@@ -150,6 +148,8 @@ def test_trainer_energy_loss_and_energy_network_stay_bounded_under_heavy_tailed_
     eloss = [r["energy_loss"] for r in recs if "energy_loss" in r]
     assert len(eloss) == 4 and all(math.isfinite(v) and v < 1e4 for v in eloss)
     assert all(len(r["energy_loss_by_time"]) == 10 for r in recs if "energy_loss" in r)
+    # the injected Cauchy noise of scale 1e8 puts nearly every direct target beyond the limit
+    assert all(r["energy_target_dropped"] > 0.5 for r in recs if "energy_loss" in r)
     x = tr.buffer.sample(64, tr.gen)
     out = tr.energy_ema(x, torch.rand(64))
     assert torch.isfinite(out).all() and out.abs().max() < 1e3
@@ -209,3 +209,10 @@ def test_energy_evaluations_are_counted_exactly(tmp_path):
     tr.host_rng.bit_generator.state = state
     tr.train_step()
     assert tr.estimator.energy_evals == n_final * 16 + 16 * 16
+
+
+def test_run_folders_with_the_old_clamp_key_still_load():
+    base = {"energy": {"name": "ising"}, "path": {"name": "masked"}, "generator": {"name": "jump"},
+            "network": {"name": "mlp"}}
+    cfg = config_from_dict({**base, "estimator": {"energy_target_clamp": 50.0}})
+    assert cfg.estimator.energy_target_limit == 50.0

@@ -20,12 +20,17 @@ class LatticeConvNet(nn.Module):
 
     token embedding (N + 1 → channels) + per-channel time shift (sinusoidal embedding → linear) →
     ``layers`` × [circular-padded k×k conv, SiLU] with residual connections → 1×1 conv head (per site)
-    or global mean pool → linear (scalar). Heads start at zero (like the core networks).
+    or global pool → linear (scalar). Heads start at zero (like the core networks). ``pool`` = "mean"
+    or "sum" (the scalar head's pooling; "sum" suits an extensive quantity such as a lattice energy,
+    whose spread grows with the number of sites: with a mean the head must grow by that factor).
     """
 
     def __init__(self, space, output_shapes: Any, channels: int = 32, layers: int = 4, kernel_size: int = 3,
-                 time_embedding: int = 32, zero_init: bool = True):
+                 time_embedding: int = 32, zero_init: bool = True, pool: str = "mean"):
         super().__init__()
+        if pool not in ("mean", "sum"):
+            raise ValueError(f"pool must be 'mean' or 'sum', got {pool!r}")
+        self.pool = pool
         space = as_categorical(space, "network 'lattice_conv'")
         shape = torch.Size(space.event_shape)
         if len(shape) != 2:
@@ -71,13 +76,15 @@ class LatticeConvNet(nn.Module):
             h = h + conv(self.act(norm(h + temb[:, i])))
         h = self.act(h)
         if self.scalar:
-            return self.head(h.mean(dim=(2, 3))).squeeze(-1)
+            pooled = h.sum(dim=(2, 3)) if self.pool == "sum" else h.mean(dim=(2, 3))
+            return self.head(pooled).squeeze(-1)
         o = self.head(h).permute(0, 2, 3, 1)  # (B, L1, L2, out_ch)
         return o.reshape(B, *self.out_shape)
 
 
 def build_lattice_conv(space, output_shapes, channels: int = 32, layers: int = 4, kernel_size: int = 3,
-                       time_embedding: int = 32, zero_init: bool = True) -> nn.Module:
-    """Periodic CNN on 2-D lattices with a time embedding (per-site logits or a scalar head)."""
+                       time_embedding: int = 32, zero_init: bool = True, pool: str = "mean") -> nn.Module:
+    """Periodic CNN on 2-D lattices with a time embedding (per-site logits or a scalar head, pooled by
+    ``pool`` = "mean" | "sum")."""
     return LatticeConvNet(space, output_shapes, channels=channels, layers=layers, kernel_size=kernel_size,
-                          time_embedding=time_embedding, zero_init=zero_init)
+                          time_embedding=time_embedding, zero_init=zero_init, pool=pool)

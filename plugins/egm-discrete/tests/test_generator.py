@@ -90,3 +90,16 @@ def test_lattice_conv_shapes(shape, gen):
     assert out.shape == (5, *shape)
     with pytest.raises(ValueError):
         build_lattice_conv(SPACE, torch.Size([4, 4, 3]))
+
+
+def test_lattice_conv_sum_pool_is_the_mean_pool_times_the_number_of_sites(gen):
+    torch.manual_seed(0)
+    mean_net = build_lattice_conv(SPACE, torch.Size([]), channels=8, layers=2, zero_init=False)
+    sum_net = build_lattice_conv(SPACE, torch.Size([]), channels=8, layers=2, zero_init=False, pool="sum")
+    sum_net.load_state_dict(mean_net.state_dict())
+    x = torch.randint(0, 4, (5, 3, 3), generator=gen)
+    t = torch.rand(5, generator=gen)
+    b = mean_net.head.bias
+    assert torch.allclose(sum_net(x, t) - b, 9 * (mean_net(x, t) - b), atol=1e-5)
+    with pytest.raises(ValueError, match="pool"):
+        build_lattice_conv(SPACE, torch.Size([]), pool="max")
