@@ -15,7 +15,7 @@ from torch import nn
 
 from .config import ComponentConfig, RunConfig
 from .errors import ConfigError
-from .interfaces import ConditionalPath, Energy, GeneratorParametrization, StateSpace, check_path_fits
+from .interfaces import ConditionalPath, Energy, GeneratorParametrization, StateSpace, check_path_fits, simulate
 from .registry import Registry, get_registry
 
 
@@ -101,7 +101,7 @@ def preflight(comp: Components, cfg: RunConfig, device) -> None:
     g.manual_seed(0)
     try:
         with torch.no_grad():
-            x = comp.generator.sample(lambda s, t: comp.network(s, t), comp.path, 2, 2, g, device)
+            x = simulate(comp.generator, lambda s, t: comp.network(s, t), comp.path, 2, 2, g, device)
         comp.space.validate(x)
     except Exception as exc:  # noqa: BLE001 - reported as a configuration problem
         raise ConfigError(
@@ -109,4 +109,7 @@ def preflight(comp: Components, cfg: RunConfig, device) -> None:
             f"network {cfg.network.name!r} on state space {comp.space.name!r} (energy {cfg.energy.name!r}) failed a "
             f"two-step trial simulation: {type(exc).__name__}: {exc}. Use a generator and path of the energy's "
             "modality (see `egm components`).") from None
+    from .prior_check import check_prior_scale
+
+    check_prior_scale(comp.path, comp.energy)
 
