@@ -40,6 +40,8 @@ EXPERIMENTS: dict[str, tuple[str, list[str]]] = {
     # GMM-25, plain SNIS, cond-OT flow: velocity vs endpoint at equal steps
     "gmm25_flow_velocity": ("configs/gmm25_flow_plain.toml", CPU + outer(30) + VEL),
     "gmm25_flow_endpoint": ("configs/gmm25_flow_plain.toml", CPU + outer(30) + END),
+    "gmm25_flow_endpoint_field": ("configs/gmm25_flow_plain.toml",
+                                  CPU + outer(30) + END + ['generator.loss_weight="field"']),
     "gmm25_flow_endpoint_long": ("configs/gmm25_flow_plain.toml", CPU + outer(100) + END),
     "gmm25_diffusion_endpoint": ("configs/gmm25_diffusion_plain.toml", CPU + outer(30) + END),
     "gmm25_flow_boot_endpoint": ("configs/gmm25_flow_boot.toml", BOOT + outer(20) + END),

@@ -80,12 +80,21 @@ def _clip_rows(v: torch.Tensor, clip: float | None) -> torch.Tensor:
     return v * factor.view(-1, *([1] * (v.dim() - 1)))
 
 
+#: the cap of the "field" loss weight α_1(t)² (reached at t = 0.95 on cond-OT)
+FIELD_WEIGHT_CAP = 400.0
+
+
 class _VectorFieldGenerator(GeneratorParametrization):
-    def __init__(self, clip_norm: float | None = None, parametrization: str = "endpoint"):
+    def __init__(self, clip_norm: float | None = None, parametrization: str = "endpoint", loss_weight: str = "none"):
         self.clip_norm = _check_clip(clip_norm)
         self.parametrization = _check_parametrization(parametrization)
+        if loss_weight not in ("none", "field"):
+            raise ValueError(f"loss_weight must be one of none, field, got {loss_weight!r}")
+        self.loss_weight = loss_weight
+        self._path = None  # set by output_shapes: the "field" weight reads the path's coefficients
 
     def output_shapes(self, path: ConditionalPath) -> torch.Size:
+        self._path = path
         return torch.Size(path.space.event_shape)
 
     def field_affine(self, path: ConditionalPath, t: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -125,9 +134,17 @@ class _VectorFieldGenerator(GeneratorParametrization):
         return _clip_rows(target, self.clip_norm)
 
     def loss(self, output: torch.Tensor, target: torch.Tensor, x_t, t) -> torch.Tensor:
-        """Mean squared error per row: mean_j (output_j − target_j)², (B,)."""
+        """Mean squared error per row: mean_j (output_j − target_j)², (B,). With the endpoint
+        parametrization and ``loss_weight = "field"`` it is weighted by min(α_1(t)², 400): the error of
+        the field α_1 (x + D) + β_1 x that the sampler integrates, capped near t = 1."""
         diff = output.float() - target.float()
-        return (diff * diff).flatten(1).mean(dim=1)
+        mse = (diff * diff).flatten(1).mean(dim=1)
+        if self.parametrization == "endpoint" and self.loss_weight == "field":
+            if self._path is None:
+                raise ValueError('loss_weight = "field" needs the path: call output_shapes(path) first')
+            a1, _ = self.field_affine(self._path, t, torch.ones_like(t))
+            mse = mse * (a1.float() ** 2).clamp(max=FIELD_WEIGHT_CAP)
+        return mse
 
 
 class FlowGenerator(_VectorFieldGenerator):
@@ -143,8 +160,9 @@ class FlowGenerator(_VectorFieldGenerator):
     name = "flow"
     path_protocol = AffineGaussianPath
 
-    def __init__(self, solver: str = "euler", clip_norm: float | None = None, parametrization: str = "endpoint"):
-        super().__init__(clip_norm, parametrization)
+    def __init__(self, solver: str = "euler", clip_norm: float | None = None, parametrization: str = "endpoint",
+                 loss_weight: str = "none"):
+        super().__init__(clip_norm, parametrization, loss_weight)
         if solver not in ("euler", "heun"):
             raise ValueError(f"solver must be one of euler, heun, got {solver!r}")
         self.solver = solver
@@ -174,7 +192,7 @@ class FlowGenerator(_VectorFieldGenerator):
 
     def describe(self) -> dict:
         return {"name": self.name, "solver": self.solver, "parametrization": self.parametrization,
-                "clip_norm": self.clip_norm}
+                "loss_weight": self.loss_weight, "clip_norm": self.clip_norm}
 
     # ----------------------------------------------------------------- model likelihood
     supports_log_prob = True
@@ -265,8 +283,8 @@ class DiffusionGenerator(_VectorFieldGenerator):
     path_protocol = AffineGaussianScorePath
 
     def __init__(self, g: float | str = 1.0, noise_free_tail: float = 0.0, clip_norm: float | None = None,
-                 parametrization: str = "endpoint"):
-        super().__init__(clip_norm, parametrization)
+                 parametrization: str = "endpoint", loss_weight: str = "none"):
+        super().__init__(clip_norm, parametrization, loss_weight)
         if isinstance(g, str):
             if g not in ("ve", "natural"):
                 raise ValueError(f"g must be a number >= 0 or 've', got {g!r}")
@@ -324,4 +342,4 @@ class DiffusionGenerator(_VectorFieldGenerator):
 
     def describe(self) -> dict:
         return {"name": self.name, "g": self.g, "noise_free_tail": self.noise_free_tail,
-                "parametrization": self.parametrization, "clip_norm": self.clip_norm}
+                "parametrization": self.parametrization, "loss_weight": self.loss_weight, "clip_norm": self.clip_norm}

@@ -142,3 +142,17 @@ def test_no_solver_evaluates_the_network_outside_the_training_range(kind, gp, ge
     lo, hi = torch.tensor(path.train_time_range, dtype=torch.float32)  # the float32 bounds training draws from
     assert ts.min() >= lo and ts.max() <= hi
     assert torch.isfinite(x).all()
+
+
+def test_field_loss_weight_is_the_capped_velocity_error():
+    """loss_weight = "field": the endpoint MSE times min(α_1(t)², 400) = the error of the velocity the
+    sampler integrates (cond-OT: α_1 = 1/(1 − t)), capped near t = 1."""
+    path = CondOTPath(EuclideanSpace(dim=2))
+    gp = FlowGenerator(parametrization="endpoint", loss_weight="field")
+    gp.output_shapes(path)
+    t = torch.tensor([0.0, 0.5, 0.99])
+    out, target = torch.zeros(3, 2), torch.ones(3, 2)
+    assert torch.allclose(gp.loss(out, target, None, t), torch.tensor([1.0, 4.0, 400.0]))
+    assert torch.allclose(FlowGenerator().loss(out, target, None, t), torch.ones(3))
+    with pytest.raises(ValueError, match="loss_weight"):
+        FlowGenerator(loss_weight="snr")
