@@ -399,6 +399,7 @@ class Trainer:
         if self.buffer.size > 0:
             n_ref = min(self.buffer.size, batch_size(x))
             ref = self.comp.energy(self.buffer.sample(n_ref, self.gen)).float()
+        self.estimator.energy_evals += batch_size(x) + (0 if ref is None else ref.shape[0])
         keep = energy_outlier_mask(e, ref)
         n_keep = int(keep.sum())  # the same one sync per refill
         if n_keep < len(keep):
