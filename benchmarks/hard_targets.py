@@ -5,8 +5,9 @@
     python benchmarks/hard_targets.py --table                                          # tabulate runs/hard
 
 Each experiment is a shipped config plus CPU-sized overrides (listed in EXPERIMENTS). The table gives
-the steps trained, the training energy evaluations (steps · B · K for the estimator, plus the buffer
-refills' guard and, for bootstrapped runs, the direct energy targets), the key metrics next to their
+the steps trained, the training energy evaluations (the trainer's logged ``energy_evals``: the
+estimator's true-energy calls plus the buffer guard's; B · K · steps for runs made before that counter
+existed), the key metrics next to their
 noise floor (two independent ground-truth sets of 2,000 samples) and the command of each row.
 """
 
@@ -54,7 +55,7 @@ EXPERIMENTS: dict[str, tuple[str, list[str]]] = {
     "gb_rbm_endpoint": ("configs/gb_rbm_plain.toml", CPU + outer(20) + MIX_END),
 }
 
-KEYS = ["mode_coverage", "mode_weight_tv", "E-W1", "x-W2", "distance_w1", "label_consistency", "modes_found",
+KEYS = ["mode_coverage", "mode_weight_tv", "E-W1", "x-W2", "dist_w1", "distance_w1", "label_consistency", "modes_found",
         "mode_tv", "off_mode_fraction", "x_mean-W1"]
 
 
@@ -99,10 +100,20 @@ def row(name: str) -> str | None:
         if k in m:
             ref = m.get(f"{k}/floor", m.get(f"{k}/reference"))
             cells.append(f"{k} {m[k]:.3g}" + (f" ({ref:.3g})" if isinstance(ref, (int, float)) else ""))
+    samples = folder / "samples.pt"
+    if samples.exists():  # the evaluation's model samples: how many are finite
+        import torch
+
+        leaves = [v for v in torch.load(samples, weights_only=True).values() if v.dtype.is_floating_point]
+        if leaves:
+            ok = sum(int(torch.isfinite(v.reshape(v.shape[0], -1)).all(1).sum()) for v in leaves[:1])
+            cells.append(f"finite {ok}/{leaves[0].shape[0]}")
     eloss = [r["energy_loss"] for r in logs if "energy_loss" in r]
     if eloss:
         cells.append(f"energy loss max {max(eloss):.3g}")
-    return (f"| {name} | {steps} | {steps * B * K / 1e6:.0f}M | {'; '.join(cells)} | {dropped} | "
+    logged = [r["energy_evals"] for r in logs if "energy_evals" in r]
+    evals = f"{max(logged) / 1e6:.0f}M" if logged else f"{steps * B * K / 1e6:.0f}M (B·K·steps)"
+    return (f"| {name} | {steps} | {evals} | {'; '.join(cells)} | {dropped} | "
             f"`python benchmarks/hard_targets.py --only {name}` |")
 
 
@@ -120,7 +131,7 @@ def main(argv=None) -> int:
         print(f"{name}: {' '.join(command(name)[1:])}", flush=True)
         rc |= run(name)
     if args.table or not args.only:
-        print("| run | steps | training energy evals (B·K·steps) | metrics (floor or [reference]) | buffer outliers dropped | command |")
+        print("| run | steps | training energy evals | metrics (floor) | buffer outliers dropped | command |")
         print("|---|---|---|---|---|---|")
         for name in EXPERIMENTS:
             r = row(name)
