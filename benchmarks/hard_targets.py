@@ -46,6 +46,7 @@ EXPERIMENTS: dict[str, tuple[str, list[str]]] = {
     "gmm25_flow_endpoint_long": ("configs/gmm25_flow_plain.toml", CPU + outer(100) + END),
     "gmm25_diffusion_endpoint": ("configs/gmm25_diffusion_plain.toml", CPU + outer(30) + END),
     "gmm25_flow_boot_endpoint": ("configs/gmm25_flow_boot.toml", BOOT + outer(20) + END),
+    "gmm25_flow_boot_velocity": ("configs/gmm25_flow_boot.toml", BOOT + outer(20) + VEL),
     # DW-4 with the (bounded) EGNN
     "dw4_egnn_velocity": ("configs/dw4_flow_plain.toml", CPU + outer(10) + VEL),
     "dw4_egnn_endpoint": ("configs/dw4_flow_plain.toml", CPU + outer(10) + END),
@@ -53,6 +54,7 @@ EXPERIMENTS: dict[str, tuple[str, list[str]]] = {
     "joint_mog_velocity": ("configs/joint_mog_plain.toml", CPU + outer(20) + MIX_VEL),
     "joint_mog_endpoint": ("configs/joint_mog_plain.toml", CPU + outer(20) + MIX_END),
     "gb_rbm_endpoint": ("configs/gb_rbm_plain.toml", CPU + outer(20) + MIX_END),
+    "gb_rbm_velocity": ("configs/gb_rbm_plain.toml", CPU + outer(20) + MIX_VEL),
 }
 
 KEYS = ["mode_coverage", "mode_weight_tv", "E-W1", "x-W2", "dist_w1", "distance_w1", "label_consistency", "modes_found",

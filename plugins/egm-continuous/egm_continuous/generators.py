@@ -17,7 +17,7 @@ linear in w and without a (B, n, d) target tensor.
 
 Two parametrizations of that field (``parametrization``):
 
-- ``"velocity"``: the network outputs the field (velocity or drift) itself;
+- ``"velocity"`` (default): the network outputs the field (velocity or drift) itself;
 - ``"endpoint"``: the network outputs D = x̂_1 − x_t, the offset of the posterior mean
   x̂_1(x_t, t) = E[x_1 | x_t] from the current state. For a Gaussian path the conditional field at
   r = 1 is affine in x_1, F_t(x | x_1) = α_1(t) x_1 + β_1(t) x, so the marginal field follows in
@@ -26,6 +26,13 @@ Two parametrizations of that field (``parametrization``):
   combination of proposals minus x_t: bounded, with no 1/(1 − t) factor near t = 1. A bridge
   estimate to r < 1 gives E[x_r | x_t]; the velocity of the bridge, u = α_u(t, r) E[x_r|x_t] + β_u x,
   is the same marginal velocity, so x̂_1 = (u − β_1^u x) / α_1^u with the velocity's own r = 1 form.
+
+The velocity stays the default: at equal steps it learned GMM-25 and joint MoG better (docs/results.md,
+"Hard targets: continuous and mixed"). The endpoint target is a convex combination of the proposals,
+but at small t the proposals themselves spread like (1 − t)/t, so it is not small there; and the
+endpoint's unweighted loss puts little weight on t → 1, where the sampler amplifies its error by
+α_1(t) (``loss_weight = "field"`` restores that weight, capped). The bounded EGNN needs the endpoint
+form (its output moves particles by less than layers × distance_scale).
 """
 
 from __future__ import annotations
@@ -85,7 +92,7 @@ FIELD_WEIGHT_CAP = 400.0
 
 
 class _VectorFieldGenerator(GeneratorParametrization):
-    def __init__(self, clip_norm: float | None = None, parametrization: str = "endpoint", loss_weight: str = "none"):
+    def __init__(self, clip_norm: float | None = None, parametrization: str = "velocity", loss_weight: str = "none"):
         self.clip_norm = _check_clip(clip_norm)
         self.parametrization = _check_parametrization(parametrization)
         if loss_weight not in ("none", "field"):
@@ -153,14 +160,14 @@ class FlowGenerator(_VectorFieldGenerator):
     Parameters: ``solver`` "euler" (one network call per step) or "heun" (two, second order; the
     corrector is skipped on a step that ends beyond the path's training range, e.g. the last one,
     where the network has never been trained and the VE velocity is singular);
-    ``parametrization`` "endpoint" (default; the network predicts x̂_1 − x) or "velocity";
+    ``parametrization`` "velocity" (default) or "endpoint" (the network predicts x̂_1 − x);
     ``clip_norm`` clips the estimated target to this norm per row (None = no clipping).
     """
 
     name = "flow"
     path_protocol = AffineGaussianPath
 
-    def __init__(self, solver: str = "euler", clip_norm: float | None = None, parametrization: str = "endpoint",
+    def __init__(self, solver: str = "euler", clip_norm: float | None = None, parametrization: str = "velocity",
                  loss_weight: str = "none"):
         super().__init__(clip_norm, parametrization, loss_weight)
         if solver not in ("euler", "heun"):
@@ -274,8 +281,8 @@ class DiffusionGenerator(_VectorFieldGenerator):
       ``ve`` path, for which the drift becomes the reverse-time VE SDE drift 2u_t.
     - ``noise_free_tail``: Euler–Maruyama steps whose end time t_next > t_end − noise_free_tail add
       no noise; the last step (t_next = t_end) is always noise-free. Default 0 (only the last step).
-    - ``parametrization``: "endpoint" (default; the network predicts x̂_1 − x and the drift is
-      α_1 x̂_1 + β_1 x with the drift's r = 1 form) or "velocity" (the network outputs the drift).
+    - ``parametrization``: "velocity" (default; the network outputs the drift) or "endpoint" (the
+      network predicts x̂_1 − x and the drift is α_1 x̂_1 + β_1 x with the drift's r = 1 form).
     - ``clip_norm``: clip the estimated target by norm per row (None = off).
     """
 
@@ -283,7 +290,7 @@ class DiffusionGenerator(_VectorFieldGenerator):
     path_protocol = AffineGaussianScorePath
 
     def __init__(self, g: float | str = 1.0, noise_free_tail: float = 0.0, clip_norm: float | None = None,
-                 parametrization: str = "endpoint", loss_weight: str = "none"):
+                 parametrization: str = "velocity", loss_weight: str = "none"):
         super().__init__(clip_norm, parametrization, loss_weight)
         if isinstance(g, str):
             if g not in ("ve", "natural"):

@@ -52,7 +52,8 @@ def _expected(gp, truth, x, t, path):
 V = {"parametrization": "velocity"}
 CASES = [("cond_ot", FlowGenerator(**V)), ("cond_ot", DiffusionGenerator(g=1.0, **V)),
          ("ve", FlowGenerator(**V)), ("ve", DiffusionGenerator(g="ve", **V)), ("ve", DiffusionGenerator(g=0.5, **V)),
-         ("cond_ot", FlowGenerator()), ("ve", DiffusionGenerator(g="ve"))]
+         ("cond_ot", FlowGenerator(parametrization="endpoint")),
+         ("ve", DiffusionGenerator(g="ve", parametrization="endpoint"))]
 IDS = [f"{k}-{g.name}-{getattr(g, 'g', '')}-{g.parametrization}" for k, g in CASES]
 
 

@@ -109,8 +109,11 @@ def _endpoint_model(truth):
     return lambda x, t: truth.endpoint(x, t) - x
 
 
-@pytest.mark.parametrize("gp,steps", [(FlowGenerator(solver="euler"), 200), (FlowGenerator(solver="heun"), 20),
-                                      (DiffusionGenerator(g=1.0), 300)], ids=["euler", "heun", "em"])
+E = {"parametrization": "endpoint"}
+
+
+@pytest.mark.parametrize("gp,steps", [(FlowGenerator(solver="euler", **E), 200), (FlowGenerator(solver="heun", **E), 20),
+                                      (DiffusionGenerator(g=1.0, **E), 300)], ids=["euler", "heun", "em"])
 def test_cond_ot_samplers_exact_endpoint(gp, steps, gen):
     path = CondOTPath(EuclideanSpace(dim=2))
     truth = GaussianTruth(path, MEAN, STD)
@@ -127,8 +130,8 @@ class _TimeRecorder:
 
 
 @pytest.mark.parametrize("kind", ["cond_ot", "ve"])
-@pytest.mark.parametrize("gp", [FlowGenerator(solver="euler"), FlowGenerator(solver="heun"),
-                                FlowGenerator(solver="heun", **V), DiffusionGenerator(g=1.0)],
+@pytest.mark.parametrize("gp", [FlowGenerator(solver="euler", **E), FlowGenerator(solver="heun", **E),
+                                FlowGenerator(solver="heun", **V), DiffusionGenerator(g=1.0, **E)],
                          ids=["euler", "heun", "heun-velocity", "em"])
 def test_no_solver_evaluates_the_network_outside_the_training_range(kind, gp, gen):
     """simulate() integrates over [0, 1] but the network only ever sees t in train_time_range (Heun's

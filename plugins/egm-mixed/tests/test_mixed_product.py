@@ -56,12 +56,12 @@ class ToyEnergy(Energy):
         return MixedState(x[:, None].float(), CONFIGS[k])
 
 
-def build(registry, discrete_path="masked"):
+def build(registry, discrete_path="masked", parametrization="velocity"):
     e = ToyEnergy()
     name, params = e.space_spec
     space = registry.create("state_space", name, **params)
     path = registry.create("path", "product", space, continuous={"name": "ve"}, discrete={"name": discrete_path})
-    gen = registry.create("generator", "product")
+    gen = registry.create("generator", "product", continuous={"name": "flow", "parametrization": parametrization})
     return e, space, path, gen
 
 
@@ -189,10 +189,12 @@ def test_proposal_log_correction_sums_parts(registry, gen):
         path.continuous, path.discrete = c_path, d_path
 
 
-def test_snis_matches_exact_joint_marginal_generator(registry):
+@pytest.mark.parametrize("parametrization", ["velocity", "endpoint"])
+def test_snis_matches_exact_joint_marginal_generator(registry, parametrization):
     """Large-K SNIS with ONE shared weight per joint proposal recovers both heads of the exact marginal
-    generator (velocity and denoiser), i.e. the weights are the joint posterior weights."""
-    e, space, path, g = build(registry)
+    generator (velocity, also through the endpoint form, and denoiser), i.e. the weights are the joint
+    posterior weights."""
+    e, space, path, g = build(registry, parametrization=parametrization)
     gen = torch.Generator().manual_seed(7)
     mask = path.discrete.mask_token
     xt = MixedState(torch.tensor([[0.3], [-1.0], [1.8], [0.9], [0.1], [2.2]]),
@@ -200,9 +202,8 @@ def test_snis_matches_exact_joint_marginal_generator(registry):
     t = torch.tensor([0.15, 0.3, 0.45, 0.6, 0.75, 0.9])
     K = 40000
     est = estimate_marginal(path, g, lambda x, r: e(x), xt, t, torch.ones_like(t), K, gen)
-    end, den = est.target
-    assert g.continuous.parametrization == "endpoint"  # the default: x̂_1 − x, turned into the velocity
-    vel = g.continuous.field(path.continuous, xt.continuous, t, end)
+    out, den = est.target
+    vel = g.continuous.field(path.continuous, xt.continuous, t, out)  # the identity for the velocity
     ev, ed, pi, mu, var = exact_targets(path, xt, t)
     # tolerances from the exact posterior spread and the estimator's own ESS
     keff = (K * est.ess).double()
