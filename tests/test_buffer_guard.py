@@ -19,12 +19,17 @@ def test_mask_drops_far_energies_and_keeps_the_bulk():
     keep = energy_outlier_mask(torch.cat([e, bad]))
     assert keep[:1000].all()
     assert not keep[1000:].any()
-    # against a reference: the threshold is q90 + 10 · (q90 − q10) of the reference
+    # the threshold is q90 + 10 · (q90 − q10) of the buffer's energies together with the new ones
     thr = float(energy_threshold(e))
     assert 25.0 < thr < 30.0
     assert energy_outlier_mask(torch.tensor([thr - 0.1, thr + 0.1]), e).tolist() == [True, False]
     # a reference spread below 1 counts as 1 (energies are in units of kT)
-    assert energy_outlier_mask(torch.tensor([9.5, 10.5]), torch.zeros(10)).tolist() == [True, False]
+    assert energy_outlier_mask(torch.tensor([9.5, 10.5]), torch.zeros(100)).tolist() == [True, False]
+    # a refill whose bulk moved away from a stale buffer is kept (the buffer follows the model) ...
+    moved = 200.0 + 30.0 * torch.randn(1000, generator=g)
+    assert energy_outlier_mask(moved, e).float().mean() > 0.99
+    # ... while its own far outliers are still dropped
+    assert not energy_outlier_mask(torch.cat([moved, torch.tensor([1e7])]), e)[-1]
 
 
 def test_refill_drops_injected_outliers(tmp_path):
