@@ -402,6 +402,8 @@ class Trainer:
         self.estimator.energy_evals += batch_size(x) + (0 if ref is None else ref.shape[0])
         keep = energy_outlier_mask(e, ref)
         n_keep = int(keep.sum())  # the same one sync per refill
+        if n_keep == 0:  # nothing finite to compare (a broken energy): the first step's check reports it
+            return x
         if n_keep < len(keep):
             self._log({"step": self.step, "outer": self.outer, "buffer_dropped_outliers": len(keep) - n_keep})
             x = index(x, keep)
