@@ -6,9 +6,8 @@
 
 Each experiment is a shipped config plus CPU-sized overrides (listed in EXPERIMENTS). The table gives
 the steps trained, the training energy evaluations (the trainer's logged ``energy_evals``: the
-estimator's true-energy calls plus the buffer guard's; B · K · steps for runs made before that counter
-existed), the key metrics next to their
-noise floor (two independent ground-truth sets of 2,000 samples) and the command of each row.
+estimator's true-energy calls; the buffer guard adds at most 2 × buffer_refresh per refill; B · K ·
+steps for runs made before that counter existed), the key metrics next to their noise floor (two independent ground-truth sets of 2,000 samples) and the command of each row.
 """
 
 from __future__ import annotations
