@@ -15,7 +15,7 @@ from torch import nn
 
 from .config import ComponentConfig, RunConfig, check_device_name
 from .errors import ConfigError
-from .interfaces import ConditionalPath, Energy, GeneratorParametrization, StateSpace, check_path_fits
+from .interfaces import ConditionalPath, Energy, GeneratorParametrization, StateSpace, check_path_fits, simulate
 from .registry import Registry, get_registry
 
 
@@ -139,7 +139,7 @@ def preflight(comp: Components, cfg: RunConfig, device) -> None:
 
     try:
         with torch.no_grad():
-            x = comp.generator.sample(model, comp.path, 2, 2, g, device)
+            x = simulate(comp.generator, model, comp.path, 2, 2, g, device)
         comp.space.validate(x)
     except _PreflightDone:
         return
@@ -156,4 +156,7 @@ def preflight(comp: Components, cfg: RunConfig, device) -> None:
             f"network {cfg.network.name!r} on state space {comp.space.name!r} (energy {cfg.energy.name!r}) failed a "
             f"two-step trial simulation: {type(exc).__name__}: {exc}. Use a generator and path of the energy's "
             "modality (see `egm components`).") from None
+    from .prior_check import check_prior_scale
+
+    check_prior_scale(comp.path, comp.energy)
 

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError
+from .interfaces import within_training_range
 from .likelihood import LikelihoodUnavailableError, LogProbSample
 from .states import State, cat, index, tree_map
 
@@ -187,7 +188,8 @@ def sample_with_log_prob(trainer: "Trainer", n: int, steps: int, generator: torc
         for i in range(0, n, chunk):
             with torch.no_grad():  # a generator that needs gradients (flow Jacobians) enables them itself
                 parts.append(trainer.comp.generator.sample_with_log_prob(
-                    trainer.model_fn, trainer.comp.path, min(chunk, n - i), steps, generator, trainer.device,
+                    within_training_range(trainer.model_fn, trainer.comp.path), trainer.comp.path, min(chunk, n - i),
+                    steps, generator, trainer.device,
                     **options))
     finally:
         trainer.model.train(was)

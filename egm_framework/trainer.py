@@ -369,7 +369,8 @@ class Trainer:
 
     def refill_buffer(self) -> None:
         """Add freshly simulated model samples; rows with non-finite coordinates (a sampler that blew
-        up) are left out, so one bad simulation cannot poison every later training batch."""
+        up) are left out, so one bad simulation cannot poison every later training batch, and so are
+        rows whose energy is far above the buffer's quantiles (:mod:`egm_framework.buffer_guard`)."""
         tc = self.cfg.train
         x = self.sample(tc.buffer_refresh, tc.buffer_sample_steps)
         from .states import tree_leaves
@@ -387,7 +388,29 @@ class Trainer:
                     f"every sample simulated for the buffer at step {self.step} has non-finite coordinates; "
                     "lower train.lr, set train.grad_clip or generator clip_norm, or use more integration steps")
             x = index(x, ok)
+        x = self._drop_energy_outliers(x)
         self.buffer.add(x)
+
+    @torch.no_grad()
+    def _drop_energy_outliers(self, x: State) -> State:
+        """Leave out refill rows with energies far above the buffer's (logged as buffer_dropped_outliers).
+        Its energy evaluations (the refill's and as many buffer rows) are not in ``energy_evals``, which
+        counts the training estimator's: budgets of B·K per step stay exact (``egm compare``)."""
+        from .buffer_guard import energy_outlier_mask
+
+        e = self.comp.energy(x).float()
+        ref = None
+        if self.buffer.size > 0:
+            n_ref = min(self.buffer.size, batch_size(x))
+            ref = self.comp.energy(self.buffer.sample(n_ref, self.gen)).float()
+        keep = energy_outlier_mask(e, ref)
+        n_keep = int(keep.sum())  # the same one sync per refill
+        if n_keep == 0:  # nothing finite to compare (a broken energy): the first step's check reports it
+            return x
+        if n_keep < len(keep):
+            self._log({"step": self.step, "outer": self.outer, "buffer_dropped_outliers": len(keep) - n_keep})
+            x = index(x, keep)
+        return x
 
     # ------------------------------------------------------------------ loop
     def fit(self, evaluate_at_end: bool = True) -> dict | None:

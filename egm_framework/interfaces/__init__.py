@@ -2,7 +2,7 @@
 protocol, and the path protocols generators require (:mod:`.protocols`)."""
 
 from .energy import Energy
-from .generator import GeneratorParametrization, ModelFn, simulate, time_grid
+from .generator import GeneratorParametrization, ModelFn, simulate, time_grid, within_training_range
 from .network import NetworkFactory
 from .path import ConditionalPath
 from .protocols import AffineGaussianPath, AffineGaussianScorePath, MixturePath, check_path_fits
@@ -24,4 +24,5 @@ __all__ = [
     "AffineGaussianPath",
     "AffineGaussianScorePath",
     "check_path_fits",
+    "within_training_range",
 ]

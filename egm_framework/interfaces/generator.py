@@ -112,5 +112,18 @@ def simulate(
     generator: torch.Generator, device: torch.device | str = "cpu",
 ) -> State:
     """Draw n samples by simulating the process from the prior (t = 0) to t = 1 (see
-    :meth:`GeneratorParametrization.sample`)."""
-    return generator_param.sample(model, path, n, steps, generator, device)
+    :meth:`GeneratorParametrization.sample`). Every solver sees the model through
+    :func:`within_training_range`, so the network is never evaluated at a time it was not trained on."""
+    return generator_param.sample(within_training_range(model, path), path, n, steps, generator, device)
+
+
+def within_training_range(model: ModelFn, path: ConditionalPath) -> ModelFn:
+    """The model with its time argument clamped into ``path.train_time_range``: the sampler integrates
+    over ``sample_time_range`` (e.g. [0, 1]) while training draws t from a narrower interval (cond-OT
+    [0.01, 0.999]); outside it the network's output is an untrained extrapolation. A parametrization
+    that converts the output with t-dependent coefficients still uses the true t for those."""
+    lo, hi = (float(v) for v in path.train_time_range)
+
+    def clamped(x: State, t: torch.Tensor):
+        return model(x, t.clamp(lo, hi))
+    return clamped

@@ -4,11 +4,16 @@ State x: (B, n·D) read as positions p_i ∈ R^D, i = 1..n, centred (p_i ← p_i
 h_i (initialised from the time embedding, identical for all particles) and a fully connected graph,
 each layer computes
 
-    m_ij = φ_e(h_i, h_j, ‖p_i − p_j‖², τ(t)),
-    p_i ← p_i + (1/(n−1)) Σ_{j≠i} (p_i − p_j) / (‖p_i − p_j‖ + 1) · φ_x(m_ij),
-    h_i ← h_i + φ_h(h_i, Σ_{j≠i} m_ij).
+    m_ij = φ_e(h_i, h_j, ρ(r_ij), τ(t)),          r_ij = ‖p_i − p_j‖,  ρ(r) = r / (r + s) ∈ [0, 1),
+    p_i ← p_i + (1/(n−1)) Σ_{j≠i} (p_i − p_j) / (r_ij + 1) · s · tanh(φ_x(m_ij)),
+    h_i ← h_i + φ_h(h_i, Σ_{j≠i} m_ij),
 
-Vector output (velocity/drift): v = p^{(L)} − p^{(0)}, centred; equivariant to rotations,
+with s = ``distance_scale``. The distance feature ρ is normalized (bounded, resolution s) and each
+layer moves a particle by less than s, so the output stays bounded for any input: with raw squared
+distances and an unbounded coordinate MLP the velocity grew like |x|⁴ and a DW-4 flow blew up.
+
+Vector output (velocity/drift, or the offset x̂_1 − x of the endpoint parametrization):
+v = p^{(L)} − p^{(0)}, centred, |v_i| < L·s; equivariant to rotations,
 reflections and permutations, invariant to translations, and centre-of-mass free.
 Scalar output (``output_shapes == torch.Size([])``, intermediate energies): Σ_i φ_o(h_i^{(L)}),
 invariant to all of them. Cost O(B n² H) per layer.
@@ -45,13 +50,14 @@ class _EGNNLayer(nn.Module):
     def forward(self, h, p, temb, mask, distance_scale):
         B, n, H = h.shape
         diff = p[:, :, None, :] - p[:, None, :, :]  # (B, n, n, D)
-        d2 = (diff * diff).sum(-1, keepdim=True)  # (B, n, n, 1)
+        dist = torch.sqrt((diff * diff).sum(-1, keepdim=True) + 1e-8)  # (B, n, n, 1)
         feats = torch.cat([h[:, :, None, :].expand(B, n, n, H), h[:, None, :, :].expand(B, n, n, H),
-                           d2 / distance_scale ** 2, temb[:, None, None, :].expand(B, n, n, temb.shape[-1])], dim=-1)
+                           dist / (dist + distance_scale), temb[:, None, None, :].expand(B, n, n, temb.shape[-1])],
+                          dim=-1)
         m = self.edge(feats) * mask  # (B, n, n, H), zero on the diagonal
         if self.coord is not None:
-            w = self.coord(m) * mask  # (B, n, n, 1)
-            p = p + (diff / (torch.sqrt(d2 + 1e-8) + 1.0) * w).sum(2) / max(n - 1, 1)
+            w = distance_scale * torch.tanh(self.coord(m)) * mask  # (B, n, n, 1), |w| < s
+            p = p + (diff / (dist + 1.0) * w).sum(2) / max(n - 1, 1)
         if self.node is not None:
             h = h + self.node(torch.cat([h, m.sum(2)], dim=-1))
         return h, p

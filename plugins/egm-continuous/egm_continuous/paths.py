@@ -254,6 +254,11 @@ class VEPath(AffinePath):
         """g_t² = −dσ_t²/dt: with it the diffusion drift is the reverse-time VE SDE drift (= 2u)."""
         return -self.dsigma2_dt(t)
 
+    def prior_std(self) -> float:
+        """σ_0 of the (approximate) prior N(0, σ_0² I); the core warns when it is below the target's
+        spread (``egm_framework.prior_check``)."""
+        return math.sqrt(self.sigma_max ** 2 - self.sigma_min ** 2)
+
     def prior_sample(self, n: int, generator: torch.Generator, device="cpu") -> torch.Tensor:
         """x_0 ~ N(0, σ_0² I), σ_0² = σ_max² − σ_min². -> (n, d)."""
         s0 = math.sqrt(self.sigma_max ** 2 - self.sigma_min ** 2)

@@ -2,9 +2,10 @@
 
 cond_ot: x_t = t x_1 + (1 − t) x_0 is Gaussian with mean t m and variance v_t = t² s² + (1 − t)²;
   u_t(x) = E[x_1 − x_0 | x_t = x] = m + (t s² − (1 − t)) / v_t · (x − t m)   (Cov(x_1 − x_0, x_t) = t s² − (1 − t)),
-  ∇log p_t(x) = −(x − t m) / v_t.
+  ∇log p_t(x) = −(x − t m) / v_t,  E[x_1 | x_t = x] = m + t s² / v_t · (x − t m).
 ve: x_t = x_1 + σ_t z: mean m, variance v_t = s² + σ_t²;
-  u_t(x) = E[σ̇_t z | x] = (dσ_t²/dt) / (2 v_t) · (x − m),  ∇log p_t(x) = −(x − m) / v_t.
+  u_t(x) = E[σ̇_t z | x] = (dσ_t²/dt) / (2 v_t) · (x − m),  ∇log p_t(x) = −(x − m) / v_t,
+  E[x_1 | x_t = x] = m + s² / v_t · (x − m).
 """
 
 import torch
@@ -31,6 +32,12 @@ class GaussianTruth:
             tt = t.float()[:, None]
             return self.m + (tt * self.s2 - (1 - tt)) / var * (x - mean)
         return self.path.dsigma2_dt(t)[:, None] / (2 * var) * (x - mean)
+
+    def endpoint(self, x, t):
+        """Posterior mean E[x_1 | x_t = x], (B, d)."""
+        mean, var = self.moments(t)
+        gain = t.float()[:, None] * self.s2 if self.kind == "cond_ot" else self.s2
+        return self.m + gain / var * (x - mean)
 
     def score(self, x, t):
         mean, var = self.moments(t)

@@ -32,7 +32,7 @@ def _tolerance(gp, truth, path, t, r, est):
     The target is α x_r + β x, so its posterior standard deviation is |α| · sd(x_r | x_t), with the
     Gaussian posterior variance 1 / (1/var_r + a²/v) (p_r = N(·, var_r), bridge N(a x_r, v)); the SNIS
     standard error is that over √(K · ESS)."""
-    alpha = gp.drift_affine(path, t, r)[0] if isinstance(gp, DiffusionGenerator) else path.velocity_affine(t, r)[0]
+    alpha = gp.target_affine(path, t, r)[0]
     _, var_r = truth.moments(r)
     a, _, v, _ = path.coefficients(t, r)
     post_var = 1.0 / (1.0 / var_r + (a * a / v)[:, None])
@@ -41,17 +41,23 @@ def _tolerance(gp, truth, path, t, r, est):
 
 
 def _expected(gp, truth, x, t, path):
+    if gp.parametrization == "endpoint":
+        return truth.endpoint(x, t) - x
     u = truth.velocity(x, t)
     if isinstance(gp, FlowGenerator):
         return u
     return u + 0.5 * gp.g2(path, t)[:, None] * truth.score(x, t)
 
 
-CASES = [("cond_ot", FlowGenerator()), ("cond_ot", DiffusionGenerator(g=1.0)),
-         ("ve", FlowGenerator()), ("ve", DiffusionGenerator(g="ve")), ("ve", DiffusionGenerator(g=0.5))]
+V = {"parametrization": "velocity"}
+CASES = [("cond_ot", FlowGenerator(**V)), ("cond_ot", DiffusionGenerator(g=1.0, **V)),
+         ("ve", FlowGenerator(**V)), ("ve", DiffusionGenerator(g="ve", **V)), ("ve", DiffusionGenerator(g=0.5, **V)),
+         ("cond_ot", FlowGenerator(parametrization="endpoint")),
+         ("ve", DiffusionGenerator(g="ve", parametrization="endpoint"))]
+IDS = [f"{k}-{g.name}-{getattr(g, 'g', '')}-{g.parametrization}" for k, g in CASES]
 
 
-@pytest.mark.parametrize("kind,gp", CASES, ids=[f"{k}-{g.name}-{getattr(g, 'g', '')}" for k, g in CASES])
+@pytest.mark.parametrize("kind,gp", CASES, ids=IDS)
 def test_snis_matches_closed_form(kind, gp, gen):
     path = _path(kind)
     truth = GaussianTruth(path, MEAN, STD)
@@ -65,7 +71,7 @@ def test_snis_matches_closed_form(kind, gp, gen):
     assert torch.all(err <= tol), (err / tol, est.ess)
 
 
-@pytest.mark.parametrize("kind,gp", CASES, ids=[f"{k}-{g.name}-{getattr(g, 'g', '')}" for k, g in CASES])
+@pytest.mark.parametrize("kind,gp", CASES, ids=IDS)
 def test_bootstrap_with_exact_intermediate_energy(kind, gp, gen):
     path = _path(kind)
     truth = GaussianTruth(path, MEAN, STD)
@@ -86,7 +92,7 @@ def test_weighted_target_is_linear_in_w(gen):
     r = torch.tensor([0.3, 0.6, 1.0])
     xr = path.propose(x, t, r, 5, gen)
     w1, w2 = torch.rand(3, 5, generator=gen), torch.rand(3, 5, generator=gen)
-    for gp in (FlowGenerator(), DiffusionGenerator(g=0.7)):
+    for gp in (FlowGenerator(**V), DiffusionGenerator(g=0.7, **V)):
         a = gp.weighted_target(path, x, t, xr, r, w1 + 2 * w2)
         b = gp.weighted_target(path, x, t, xr, r, w1) + 2 * gp.weighted_target(path, x, t, xr, r, w2)
         assert torch.allclose(a, b, atol=1e-4)
@@ -108,3 +114,22 @@ def test_log_marginal_matches_gaussian_density(gen):
     exact = -truth.energy_at(x, t)
     diff = est.log_marginal - exact
     assert float(diff.max() - diff.min()) < 0.05
+
+
+@pytest.mark.parametrize("kind", ["cond_ot", "ve"])
+def test_endpoint_target_is_the_velocity_target_in_closed_form(kind, gen):
+    """For any weights, the endpoint target D = x̂_1 − x turned into a velocity by the closed form
+    α_1 (x + D) + β_1 x equals the velocity parametrization's target, for bridges to r < 1 as well;
+    at r = 1 it is the convex combination Σ_k w_k x_1^k / Σ_k w_k minus x."""
+    path = _path(kind)
+    x = torch.randn(4, 2, generator=gen)
+    t = torch.tensor([0.1, 0.4, 0.7, 0.95])
+    r = torch.tensor([0.2, 0.45, 1.0, 1.0])
+    xr = path.propose(x, t, r, 7, gen)
+    w = torch.rand(4, 7, generator=gen)
+    vel, end = FlowGenerator(**V), FlowGenerator(parametrization="endpoint")
+    u = vel.weighted_target(path, x, t, xr, r, w) / w.sum(1, keepdim=True)
+    d = end.weighted_target(path, x, t, xr, r, w) / w.sum(1, keepdim=True)
+    assert torch.allclose(end.field(path, x, t, d), u, rtol=1e-4, atol=1e-3)
+    hull = (w[..., None] * xr).sum(1) / w.sum(1, keepdim=True) - x
+    assert torch.allclose(d[2:], hull[2:], atol=1e-5)

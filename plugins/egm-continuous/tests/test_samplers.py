@@ -33,8 +33,11 @@ def _model(gp, truth, path):
     return model
 
 
-@pytest.mark.parametrize("gp,steps", [(FlowGenerator(solver="euler"), 200), (FlowGenerator(solver="heun"), 20),
-                                      (DiffusionGenerator(g=1.0), 300)], ids=["euler", "heun", "em"])
+V = {"parametrization": "velocity"}
+
+
+@pytest.mark.parametrize("gp,steps", [(FlowGenerator(solver="euler", **V), 200), (FlowGenerator(solver="heun", **V), 20),
+                                      (DiffusionGenerator(g=1.0, **V), 300)], ids=["euler", "heun", "em"])
 def test_cond_ot_samplers_exact_generator(gp, steps, gen):
     path = CondOTPath(EuclideanSpace(dim=2))
     truth = GaussianTruth(path, MEAN, STD)
@@ -42,7 +45,7 @@ def test_cond_ot_samplers_exact_generator(gp, steps, gen):
     _check(x)
 
 
-@pytest.mark.parametrize("gp,steps", [(FlowGenerator(solver="heun"), 100), (DiffusionGenerator(g="ve"), 400)],
+@pytest.mark.parametrize("gp,steps", [(FlowGenerator(solver="heun", **V), 100), (DiffusionGenerator(g="ve", **V), 400)],
                          ids=["heun", "em-ve"])
 def test_ve_samplers_exact_generator(gp, steps, gen):
     """VE: start from the exact p_0 = N(m, s² + σ_0²) (the path's N(0, σ_0²) prior is the usual approximation)."""
@@ -61,23 +64,98 @@ def test_ve_samplers_exact_generator(gp, steps, gen):
 
 def test_last_diffusion_step_is_noise_free(gen):
     path = CondOTPath(EuclideanSpace(dim=2))
-    gp = DiffusionGenerator(g=3.0)
+    gp = DiffusionGenerator(g=3.0, **V)
     x = torch.zeros(4, 2)
     out = torch.ones(4, 2)
     last = gp.step_from_output(path, x, torch.full((4,), 0.9), torch.ones(4), out, gen)
     assert torch.allclose(last, torch.full((4, 2), 0.1))
     mid = gp.step_from_output(path, x, torch.full((4,), 0.5), torch.full((4,), 0.6), out, gen)
     assert not torch.allclose(mid, torch.full((4, 2), 0.1))
-    tail = DiffusionGenerator(g=3.0, noise_free_tail=0.5)
+    tail = DiffusionGenerator(g=3.0, noise_free_tail=0.5, **V)
     assert torch.allclose(tail.step_from_output(path, x, torch.full((4,), 0.5), torch.full((4,), 0.6), out, gen),
                           torch.full((4, 2), 0.1))
 
 
 def test_clip_norm_and_loss():
-    gp = FlowGenerator(clip_norm=2.0)
+    gp = FlowGenerator(clip_norm=2.0, **V)
     target = torch.tensor([[3.0, 4.0], [0.3, 0.4]])
     clipped = gp.finalize_target(target, None, None)
     assert torch.allclose(clipped, torch.tensor([[1.2, 1.6], [0.3, 0.4]]))
     loss = gp.loss(torch.zeros(2, 2), clipped, None, None)
     assert torch.allclose(loss, torch.tensor([(1.44 + 2.56) / 2, (0.09 + 0.16) / 2]))
     assert gp.output_shapes(CondOTPath(EuclideanSpace(dim=3))) == torch.Size([3])
+
+
+@pytest.mark.parametrize("kind", ["cond_ot", "ve"])
+def test_endpoint_field_equals_velocity_and_drift_in_closed_form(kind, gen):
+    """With the exact posterior mean E[x_1 | x_t] of a Gaussian target, the endpoint parametrization's
+    velocity and diffusion drift equal the closed-form marginal velocity and drift."""
+    space = EuclideanSpace(dim=2)
+    path = CondOTPath(space) if kind == "cond_ot" else VEPath(space, sigma_min=0.01, sigma_max=2.0)
+    truth = GaussianTruth(path, MEAN, STD)
+    t = torch.linspace(0.02, 0.95, 9)  # float32: near t = 1 the O(1/(1 − t)) coefficient amplifies rounding
+    x = truth.sample_t(9, t, gen)
+    d = truth.endpoint(x, t) - x
+    flow = FlowGenerator(parametrization="endpoint")
+    u = truth.velocity(x, t)
+    assert torch.allclose(flow.field(path, x, t, d), u, rtol=1e-4, atol=1e-4)
+    for g in ((1.0, "ve") if kind == "ve" else (1.0, 0.3)):
+        diff = DiffusionGenerator(g=g, parametrization="endpoint")
+        drift = u + 0.5 * diff.g2(path, t)[:, None] * truth.score(x, t)
+        assert torch.allclose(diff.field(path, x, t, d), drift, rtol=1e-4, atol=1e-3)
+
+
+def _endpoint_model(truth):
+    return lambda x, t: truth.endpoint(x, t) - x
+
+
+E = {"parametrization": "endpoint"}
+
+
+@pytest.mark.parametrize("gp,steps", [(FlowGenerator(solver="euler", **E), 200), (FlowGenerator(solver="heun", **E), 20),
+                                      (DiffusionGenerator(g=1.0, **E), 300)], ids=["euler", "heun", "em"])
+def test_cond_ot_samplers_exact_endpoint(gp, steps, gen):
+    path = CondOTPath(EuclideanSpace(dim=2))
+    truth = GaussianTruth(path, MEAN, STD)
+    _check(simulate(gp, _endpoint_model(truth), path, N, steps, gen))
+
+
+class _TimeRecorder:
+    def __init__(self, inner):
+        self.inner, self.times = inner, []
+
+    def __call__(self, x, t):
+        self.times.append(t.detach().clone())
+        return self.inner(x, t)
+
+
+@pytest.mark.parametrize("kind", ["cond_ot", "ve"])
+@pytest.mark.parametrize("gp", [FlowGenerator(solver="euler", **E), FlowGenerator(solver="heun", **E),
+                                FlowGenerator(solver="heun", **V), DiffusionGenerator(g=1.0, **E)],
+                         ids=["euler", "heun", "heun-velocity", "em"])
+def test_no_solver_evaluates_the_network_outside_the_training_range(kind, gp, gen):
+    """simulate() integrates over [0, 1] but the network only ever sees t in train_time_range (Heun's
+    corrector at t = 1 used to hit the VE singularity); the samples stay finite."""
+    space = EuclideanSpace(dim=2)
+    path = CondOTPath(space) if kind == "cond_ot" else VEPath(space, sigma_min=0.01, sigma_max=2.0, t_min=0.005)
+    truth = GaussianTruth(path, MEAN, STD)
+    rec = _TimeRecorder(_endpoint_model(truth) if gp.parametrization == "endpoint" else _model(gp, truth, path))
+    x = simulate(gp, rec, path, 64, 10, gen)
+    ts = torch.cat(rec.times)
+    lo, hi = torch.tensor(path.train_time_range, dtype=torch.float32)  # the float32 bounds training draws from
+    assert ts.min() >= lo and ts.max() <= hi
+    assert torch.isfinite(x).all()
+
+
+def test_field_loss_weight_is_the_capped_velocity_error():
+    """loss_weight = "field": the endpoint MSE times min(α_1(t)², 400) = the error of the velocity the
+    sampler integrates (cond-OT: α_1 = 1/(1 − t)), capped near t = 1."""
+    path = CondOTPath(EuclideanSpace(dim=2))
+    gp = FlowGenerator(parametrization="endpoint", loss_weight="field")
+    gp.output_shapes(path)
+    t = torch.tensor([0.0, 0.5, 0.99])
+    out, target = torch.zeros(3, 2), torch.ones(3, 2)
+    assert torch.allclose(gp.loss(out, target, None, t), torch.tensor([1.0, 4.0, 400.0]))
+    assert torch.allclose(FlowGenerator().loss(out, target, None, t), torch.ones(3))
+    with pytest.raises(ValueError, match="loss_weight"):
+        FlowGenerator(loss_weight="snr")

@@ -70,3 +70,31 @@ def test_egnn_equivariance(gen):
     assert all(p.grad is not None for p in net.parameters())
     scalar(x, t).sum().backward()
     assert all(p.grad is not None for p in scalar.parameters())
+
+
+def test_egnn_output_is_bounded_for_huge_inputs(gen):
+    """Normalized distance features and a tanh-bounded coordinate update: the vector output of L layers
+    moves each particle by less than L · distance_scale, whatever the input's scale (it used to grow like
+    |x|⁴); the scalar head saturates; both stay equivariant / invariant at ×1000."""
+    space = EuclideanSpace(n_particles=4, spatial_dim=2, zero_com=True)
+    net = EGNN(space, space.event_shape, hidden=16, layers=3, distance_scale=1.5)
+    scalar = EGNN(space, torch.Size([]), hidden=16, layers=3, distance_scale=1.5)
+    for m in (net, scalar):
+        for p in m.parameters():
+            torch.nn.init.normal_(p, std=0.5, generator=gen) if p.dim() > 1 else None
+    x = torch.randn(6, 8, generator=gen)
+    t = torch.rand(6, generator=gen)
+    R = _rand_orthogonal(gen)
+    for scale in (1.0, 1000.0):
+        xs = x * scale
+        v = net(xs, t)
+        assert torch.isfinite(v).all()
+        assert v.view(6, 4, 2).norm(dim=-1).max() < 3 * 1.5
+        xr = (xs.view(6, 4, 2) @ R.T).reshape(6, 8)
+        assert torch.allclose(net(xr, t), (v.view(6, 4, 2) @ R.T).reshape(6, 8), atol=1e-3)
+        e = scalar(xs, t)
+        assert torch.isfinite(e).all()
+        assert torch.allclose(scalar(xr, t), e, rtol=1e-4, atol=1e-3)
+    # the scalar head saturates: its output at ×1000 and ×10⁶ agree (bounded features)
+    assert torch.allclose(scalar(x * 1e3, t), scalar(x * 1e6, t), rtol=1e-3, atol=1e-2)
+    assert v.abs().max() > 1e-2  # not trivially zero

@@ -56,12 +56,12 @@ class ToyEnergy(Energy):
         return MixedState(x[:, None].float(), CONFIGS[k])
 
 
-def build(registry, discrete_path="masked"):
+def build(registry, discrete_path="masked", parametrization="velocity"):
     e = ToyEnergy()
     name, params = e.space_spec
     space = registry.create("state_space", name, **params)
     path = registry.create("path", "product", space, continuous={"name": "ve"}, discrete={"name": discrete_path})
-    gen = registry.create("generator", "product")
+    gen = registry.create("generator", "product", continuous={"name": "flow", "parametrization": parametrization})
     return e, space, path, gen
 
 
@@ -189,10 +189,12 @@ def test_proposal_log_correction_sums_parts(registry, gen):
         path.continuous, path.discrete = c_path, d_path
 
 
-def test_snis_matches_exact_joint_marginal_generator(registry):
+@pytest.mark.parametrize("parametrization", ["velocity", "endpoint"])
+def test_snis_matches_exact_joint_marginal_generator(registry, parametrization):
     """Large-K SNIS with ONE shared weight per joint proposal recovers both heads of the exact marginal
-    generator (velocity and denoiser), i.e. the weights are the joint posterior weights."""
-    e, space, path, g = build(registry)
+    generator (velocity, also through the endpoint form, and denoiser), i.e. the weights are the joint
+    posterior weights."""
+    e, space, path, g = build(registry, parametrization=parametrization)
     gen = torch.Generator().manual_seed(7)
     mask = path.discrete.mask_token
     xt = MixedState(torch.tensor([[0.3], [-1.0], [1.8], [0.9], [0.1], [2.2]]),
@@ -200,7 +202,8 @@ def test_snis_matches_exact_joint_marginal_generator(registry):
     t = torch.tensor([0.15, 0.3, 0.45, 0.6, 0.75, 0.9])
     K = 40000
     est = estimate_marginal(path, g, lambda x, r: e(x), xt, t, torch.ones_like(t), K, gen)
-    vel, den = est.target
+    out, den = est.target
+    vel = g.continuous.field(path.continuous, xt.continuous, t, out)  # the identity for the velocity
     ev, ed, pi, mu, var = exact_targets(path, xt, t)
     # tolerances from the exact posterior spread and the estimator's own ESS
     keff = (K * est.ess).double()
@@ -397,3 +400,26 @@ def test_any_registered_pair_composes(registry, c_path, d_path, c_gen):
         assert loss.shape == (8,) and torch.isfinite(loss).all()
     x = simulate(g, net, path, 5, 4, gen)
     space.validate(x)
+
+
+def test_default_continuous_path_is_cond_ot_and_a_narrow_ve_prior_warns():
+    """The product path's default continuous part is cond_ot (exact N(0, I) prior). A VE part whose
+    N(0, σ_0²) prior is narrower than the target (GB-RBM: modes 5 apart, per-coordinate std ≈ 2.5) warns."""
+    import warnings
+
+    from egm_framework.prior_check import PriorScaleWarning, check_prior_scale
+    from egm_framework.registry import get_registry
+
+    reg = get_registry()
+    e = reg.create("energy", "gb_rbm")
+    name, params = e.space_spec
+    space = reg.create("state_space", name, **params)
+    assert reg.create("path", "product", space).continuous.name == "cond_ot"
+    assert check_prior_scale(reg.create("path", "product", space), e) is None
+    narrow = reg.create("path", "product", space, continuous={"name": "ve", "sigma_max": 2.0})
+    with pytest.warns(PriorScaleWarning, match="sigma_max"):
+        assert "narrower than the target" in check_prior_scale(narrow, e)
+    wide = reg.create("path", "product", space, continuous={"name": "ve", "sigma_max": 10.0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert check_prior_scale(wide, e) is None
