@@ -398,7 +398,10 @@ class Trainer:
         counts the training estimator's: budgets of B·K per step stay exact (``egm compare``)."""
         from .buffer_guard import energy_outlier_mask
 
-        e = self.comp.energy(x).float()
+        e = self.comp.energy(x)
+        if not e.is_floating_point():  # a broken energy: the first training step's check reports it clearly
+            return x
+        e = e.float()
         ref = None
         if self.buffer.size > 0:
             n_ref = min(self.buffer.size, batch_size(x))

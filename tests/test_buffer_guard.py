@@ -48,6 +48,7 @@ def test_refill_drops_injected_outliers(tmp_path):
     })
     trainer = Trainer(cfg, tmp_path / "run", registry=reg)
     (tmp_path / "run").mkdir(parents=True, exist_ok=True)
+    trainer.folder.acquire_lock()  # the refill logs to metrics.jsonl, which only the lock holder may write
     g = torch.Generator().manual_seed(1)
 
     def fake_sample(n, steps, generator=None):
