@@ -105,11 +105,16 @@ def test_curie_weiss_meets_the_shared_contract():
 
     importlib.invalidate_caches()  # the package may have been pip-installed earlier in this session
     reg = Registry(default_plugin_manager())
+    if "curie_weiss" not in reg.names("energy"):
+        # not installed (make test leaves no test package behind): load its plugin module by EGM_PLUGINS
+        import os
+
+        env = {**os.environ, "EGM_PLUGINS": "egm_example_energies.plugin"}
+        reg = Registry(default_plugin_manager(env))
     try:
-        reg.get("energy", "curie_weiss")
         reg.get("path", "masked")
     except UnknownComponentError as exc:
-        pytest.skip(f"needs the installed example package and egm-discrete: {exc}")
+        pytest.skip(f"needs egm-discrete: {exc}")
     check_components(reg, energy="curie_weiss", energy_params={"n_spins": 8}, path="masked", generator="jump")
 
 
