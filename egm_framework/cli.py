@@ -146,10 +146,19 @@ def _check_device(device: str | None) -> None:
 
 
 def _train(args) -> int:
+    from .distributed import shutdown
+
+    try:  # under torchrun every rank runs this; rank 0 alone writes and prints (docs/scaling.md)
+        return _train_rank(args)
+    finally:
+        shutdown()
+
+
+def _train_rank(args) -> int:
     from .config import load_config
+    from .distributed import DataParallelTrainer as Trainer
     from .metrics import format_metrics
     from .runfolder import RunFolder
-    from .trainer import Trainer
 
     _check_device(args.device)
     if args.resume:
@@ -158,15 +167,19 @@ def _train(args) -> int:
         if args.out or args.force:
             raise ConfigError("--resume continues the run in its own folder; drop --out / --force")
         trainer = Trainer.resume(args.resume, device=args.device, overrides=args.overrides)
-        print(f"resuming {args.resume} at step {trainer.step} (outer iteration {trainer.outer})", file=sys.stderr)
+        if trainer.is_main:
+            print(f"resuming {args.resume} at step {trainer.step} (outer iteration {trainer.outer})", file=sys.stderr)
     else:
         if not args.config:
             raise ConfigError("egm train needs a CONFIG.toml (examples in configs/) or --resume RUN_DIR")
         cfg = load_config(args.config, args.overrides)
         folder = RunFolder(_run_dir(cfg.name, args.out))
         trainer = Trainer(cfg, folder, device=args.device)  # builds and checks everything; writes nothing
-        folder.prepare_new(force=args.force, command=getattr(args, "command_name", "egm train"))
+        if trainer.is_main:  # the other ranks of a data-parallel run never touch the folder
+            folder.prepare_new(force=args.force, command=getattr(args, "command_name", "egm train"))
     metrics = trainer.fit(evaluate_at_end=not args.no_eval)
+    if not trainer.is_main:
+        return 0
     print(f"run folder: {trainer.run_dir}")
     if metrics:
         print(format_metrics(metrics))

@@ -184,6 +184,10 @@ class TrainConfig:
     progress: bool = attrs.field(default=True, validator=_bool)
     #: CPU threads for torch (torch.set_num_threads); None: half the usable cores, at least 1
     threads: int | None = attrs.field(default=None, validator=_num(1, integer=True, optional=True))
+    #: split the global batch (and each buffer refill) into this many shards, each with its own random
+    #: stream, shared out over the data-parallel ranks (docs/scaling.md); None: the number of ranks
+    #: at the run's start (1 without torchrun)
+    batch_shards: int | None = attrs.field(default=None, validator=_num(1, integer=True, optional=True))
 
     @device.validator
     def _dev(self, attribute, value):

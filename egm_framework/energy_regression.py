@@ -84,6 +84,12 @@ class RobustEnergyLoss:
         self.min_scale = min_scale
         self.bins = bins
         self.min_rows = min_rows
+        #: data-parallel hooks (None: one process). ``reduce_sum`` sums a tensor over the ranks (the
+        #: loss's normalizer is the global batch's); ``gather_rows`` maps this rank's (N, 3) rows
+        #: (target, bin, valid) to every rank's, padded with invalid rows, so the running medians are
+        #: those of the global batch (medians cannot be merged from sums)
+        self.reduce_sum = None
+        self.gather_rows = None
         z = lambda: torch.zeros(bins, device=device)  # noqa: E731
         #: updates of the center / of the spread per bin; running center and log spread per bin
         self.n_center, self.n_scale, self.center, self.log_scale = z(), z(), z(), z()
@@ -111,7 +117,12 @@ class RobustEnergyLoss:
     @torch.no_grad()
     def update(self, target: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> None:
         """Fold the batch's per-bin median and MAD of the (clamped, finite) targets into the running
-        statistics: an average over the first 1/momentum batches with data, then an EMA."""
+        statistics: an average over the first 1/momentum batches with data, then an EMA. In a
+        data-parallel run the rows of every rank are gathered first (``gather_rows``), so the medians
+        are those of the global batch, exactly."""
+        if self.gather_rows is not None:
+            rows = self.gather_rows(torch.stack([target, b.to(target.dtype), valid.to(target.dtype)], 1))
+            target, b, valid = rows[:, 0], rows[:, 1].long(), rows[:, 2] > 0
         med, cnt = binned_medians(target, b, valid, self.bins)
         has = cnt > 0
         self.n_center += has.float()
@@ -143,7 +154,8 @@ class RobustEnergyLoss:
         per_row = huber(r, self.huber_delta) if self.kind == "huber" else r * r
         w = valid.float() if weight is None else valid.float() * weight
         per_row = per_row * w
-        loss = per_row.sum() / w.sum().clamp(min=1e-12)
+        total_w = w.sum() if self.reduce_sum is None else self.reduce_sum(w.sum())
+        loss = per_row.sum() / total_w.clamp(min=1e-12)
         return loss, per_row.detach()
 
     # checkpointing -------------------------------------------------------------------------

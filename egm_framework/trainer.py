@@ -62,6 +62,20 @@ class TrainingDivergedError(EGMError):
     pass
 
 
+@attrs.frozen(kw_only=True, eq=False)
+class TrainingBatch:
+    """Training points (x_t, t) with their estimated targets; x_e, t_e, e_target feed the energy network."""
+
+    x_t: Any
+    t: torch.Tensor
+    target: Any
+    ess: torch.Tensor
+    x_e: Any = None
+    t_e: torch.Tensor | None = None
+    e_target: torch.Tensor | None = None
+    e_weight: torch.Tensor | None = None
+
+
 class ReplayBuffer:
     """FIFO buffer of model samples x_1 on the training device."""
 
@@ -198,16 +212,17 @@ class Trainer:
         from .states import cat
         return cat(outs) if len(outs) > 1 else outs[0]
 
-    def sample_times(self, B: int) -> tuple[torch.Tensor, int]:
+    def sample_times(self, B: int, gen: torch.Generator | None = None,
+                     host_rng: np.random.Generator | None = None) -> tuple[torch.Tensor, int]:
         """t ~ U(train range); for bootstrapping the rows with r = min(t+Δ, 1) = 1 are put last and
         counted on the host (a binomial draw), so no device sync is needed to split them."""
         lo, hi = self.comp.path.train_time_range
-        u = torch.rand(B, generator=self.gen, device=self.device)
+        u = torch.rand(B, generator=gen or self.gen, device=self.device)
         if self.cfg.estimator.kind != "bootstrap":
             return lo + (hi - lo) * u, 0
         cut = min(max(1.0 - self.cfg.estimator.delta, lo), hi)
         p_final = (hi - cut) / (hi - lo) if hi > lo else 1.0
-        n_final = int(self.host_rng.binomial(B, p_final))
+        n_final = int((host_rng or self.host_rng).binomial(B, p_final))
         t = torch.empty(B, device=self.device)
         n_boot = B - n_final
         t[:n_boot] = lo + (cut - lo) * u[:n_boot]
@@ -292,34 +307,52 @@ class Trainer:
         return rec
 
     # ------------------------------------------------------------------ one step
+    def draw_batch(self, B: int, gen: torch.Generator, host_rng: np.random.Generator) -> TrainingBatch:
+        """B training points from the buffer and their regression targets (call under no_grad); every
+        random draw comes from ``gen`` / ``host_rng``."""
+        x1 = self.buffer.sample(B, gen)
+        t, n_final = self.sample_times(B, gen, host_rng)
+        x_t = self.comp.path.sample_xt(x1, t, gen)
+        if isinstance(self.estimator, BootstrapEstimator):
+            est = self.estimator.estimate(x_t, t, gen, n_final=n_final)
+        else:
+            est = self.estimator.estimate(x_t, t, gen)
+        x_e = t_e = e_target = e_weight = None
+        if self.energy_net is not None:
+            x_e, t_e, e_target, e_weight = self._energy_target(est, x_t, t, gen)
+        return TrainingBatch(x_t=x_t, t=t, target=est.target, ess=est.ess, x_e=x_e, t_e=t_e, e_target=e_target,
+                             e_weight=e_weight)
+
+    def training_batch(self) -> TrainingBatch:
+        """This step's batch (the data-parallel trainer draws its shards of the global batch here)."""
+        return self.draw_batch(self.cfg.train.batch_size, self.gen, self.host_rng)
+
+    def _batch_mean(self, v: torch.Tensor) -> torch.Tensor:
+        """Mean of per-row values over the batch (the data-parallel trainer: this rank's share of it)."""
+        return v.mean()
+
+    def _sync_gradients(self) -> None:
+        """Hook between backward and the optimizer step (the data-parallel trainer sums gradients here)."""
+
     def train_step(self) -> None:
         cfg = self.cfg
-        B = cfg.train.batch_size
-        x1 = self.buffer.sample(B, self.gen)
-        t, n_final = self.sample_times(B)
-        path = self.comp.path
-        x_t = path.sample_xt(x1, t, self.gen)
         if not self._checked_energy:
             self.estimator.energy = self._energy_for_check
         with torch.no_grad():
-            if isinstance(self.estimator, BootstrapEstimator):
-                est = self.estimator.estimate(x_t, t, self.gen, n_final=n_final)
-            else:
-                est = self.estimator.estimate(x_t, t, self.gen)
-            if self.energy_net is not None:
-                x_e, t_e, e_target, e_weight = self._energy_target(est, x_t, t)
+            b = self.training_batch()
         if not self._checked_energy:
             self.estimator.energy = self.comp.energy
             self._checked_energy = True
-        out = self.model(x_t, t)
-        loss = self.comp.generator.loss(out, est.target, x_t, t).mean()
+        out = self.model(b.x_t, b.t)
+        loss = self._batch_mean(self.comp.generator.loss(out, b.target, b.x_t, b.t))
         total = loss
         eloss = erows = None
         if self.energy_net is not None:
-            eloss, erows = self.energy_loss_fn(self.energy_net(x_e, t_e), e_target, t_e, e_weight)
+            eloss, erows = self.energy_loss_fn(self.energy_net(b.x_e, b.t_e), b.e_target, b.t_e, b.e_weight)
             total = total + cfg.estimator.energy_loss_weight * eloss
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
+        self._sync_gradients()
         # separate clips: a spike of the energy network's loss must not shrink the sampler's step
         if cfg.train.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(list(self.model.parameters()), cfg.train.grad_clip)
@@ -330,11 +363,11 @@ class Trainer:
         self.step += 1
         if self.energy_net is not None:
             self._update_ema()
-        self._record(loss, eloss, t, est.ess,
-                     None if erows is None else (erows, t_e, self.energy_loss_fn.valid_rows(e_target)),
-                     est.log_mean_weight)
+        self._record(loss, eloss, b.t, b.ess,
+                     None if erows is None else (erows, b.t_e, self.energy_loss_fn.valid_rows(b.e_target)),
+                     b.log_mean_weight)
 
-    def _energy_target(self, est, x_t: State, t: torch.Tensor):
+    def _energy_target(self, est, x_t: State, t: torch.Tensor, gen: torch.Generator | None = None):
         """Rows, times, targets and row weights (or None) of the energy network's regression.
 
         "bootstrap": the bridge estimate's own target on every row. "direct": −log mean e^{−E(x_1^k)}
@@ -346,7 +379,7 @@ class Trainer:
             return x_t, t, self.estimator.residual_target_from(est, x_t, t), None
         n_e = max(1, int(math.ceil(ec.energy_batch_fraction * t.shape[0])))
         x_e, t_e = index(x_t, slice(0, n_e)), t[:n_e]
-        direct = self.estimator.energy_regression_estimate(x_e, t_e, self.gen)
+        direct = self.estimator.energy_regression_estimate(x_e, t_e, gen or self.gen)
         target, ess = -direct.log_mean_weight, direct.ess
         if ec.energy_t_min > 0:
             small = t_e < ec.energy_t_min
@@ -372,7 +405,7 @@ class Trainer:
         up) are left out, so one bad simulation cannot poison every later training batch, and so are
         rows whose energy is far above the buffer's quantiles (:mod:`egm_framework.buffer_guard`)."""
         tc = self.cfg.train
-        x = self.sample(tc.buffer_refresh, tc.buffer_sample_steps)
+        x = self.simulate_for_buffer(tc.buffer_refresh, tc.buffer_sample_steps)
         from .states import tree_leaves
 
         ok = None
@@ -390,6 +423,10 @@ class Trainer:
             x = index(x, ok)
         x = self._drop_energy_outliers(x)
         self.buffer.add(x)
+
+    def simulate_for_buffer(self, n: int, steps: int) -> State:
+        """n fresh model samples for the buffer (the data-parallel trainer splits them across ranks)."""
+        return self.sample(n, steps)
 
     @torch.no_grad()
     def _drop_energy_outliers(self, x: State) -> State:
@@ -416,6 +453,13 @@ class Trainer:
         return x
 
     # ------------------------------------------------------------------ loop
+    #: False on the ranks > 0 of a data-parallel run: they neither log, evaluate nor write files
+    is_main = True
+
+    def _out_of_time(self, t0: float) -> bool:
+        limit = self.cfg.train.max_seconds
+        return limit is not None and self.elapsed + time.perf_counter() - t0 > limit
+
     def fit(self, evaluate_at_end: bool = True) -> dict | None:
         tc = self.cfg.train
         if not self.folder.locked:  # library use (Trainer(cfg, dir).fit()); the CLI took the lock already
@@ -430,7 +474,7 @@ class Trainer:
     def _fit(self, evaluate_at_end: bool) -> dict | None:
         tc = self.cfg.train
         bar = None
-        if tc.progress:
+        if tc.progress and self.is_main:
             from tqdm.auto import tqdm
             bar = tqdm(total=self.total_steps, initial=self.step, desc=self.cfg.name, dynamic_ncols=True,
                        file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 30.0)
@@ -441,7 +485,7 @@ class Trainer:
                 self.refill_buffer()
                 out_of_time = False
                 for _ in range(tc.inner_iterations):
-                    if tc.max_seconds is not None and self.elapsed + time.perf_counter() - t0 > tc.max_seconds:
+                    if self._out_of_time(t0):
                         out_of_time = True
                         break
                     self.train_step()
@@ -457,7 +501,8 @@ class Trainer:
                 self.elapsed += time.perf_counter() - t0
                 self._t0 = None
                 self.outer += 1
-                if tc.eval_every and self.outer % tc.eval_every == 0 and self.outer < tc.outer_iterations:
+                if (tc.eval_every and self.outer % tc.eval_every == 0 and self.outer < tc.outer_iterations
+                        and self.is_main):
                     from .evaluation import evaluate_trainer
                     m = evaluate_trainer(self, num_samples=tc.eval_samples, steps=self.cfg.train.buffer_sample_steps,
                                          write=False)
@@ -467,8 +512,9 @@ class Trainer:
                     if self._count:
                         self._log(self._flush_stats())
                     self.save_checkpoint()
-                    print(f"train.max_seconds = {tc.max_seconds} reached after {self.step} steps; "
-                          + ("evaluating" if evaluate_at_end else "checkpoint written"), file=sys.stderr)
+                    if self.is_main:
+                        print(f"train.max_seconds = {tc.max_seconds} reached after {self.step} steps; "
+                              + ("evaluating" if evaluate_at_end else "checkpoint written"), file=sys.stderr)
                     break
                 if self.outer % tc.checkpoint_every == 0 or self.outer == tc.outer_iterations:
                     self.save_checkpoint()

@@ -1,0 +1,332 @@
+"""Data-parallel training with ``torch.distributed``, launched by ``torchrun`` (no launcher of our own).
+
+    torchrun --nproc-per-node N -m egm_framework.cli train CONFIG.toml --out RUN_DIR
+
+Every rank holds the whole model, optimizer and replay buffer; they train one model together:
+
+* **The global batch is split into shards, not into ranks.** ``train.batch_size`` B is cut into S =
+  ``train.batch_shards`` shards (default: the number of ranks when the run starts, recorded in the
+  run's config.toml) of sizes ⌊B/S⌋ or ⌊B/S⌋+1 (the first B mod S shards get the extra row). Shard s
+  owns one random stream (a ``torch.Generator`` and a host ``numpy`` generator) seeded from
+  (train.seed, s); shard 0's stream is the single-process trainer's own, so S = 1 is exactly
+  ``egm train``. Rank r handles shards r, r+W, r+2W, … (W ranks). Which rows, times, x_t and proposals
+  a step draws depends on S and the seed only, never on W: the same run on 1 rank and on 2 ranks
+  takes the same steps (up to floating-point summation order).
+* **Gradients are summed over ranks** with one all-reduce per step (both networks, one flat buffer
+  per dtype): each rank's loss is its rows' share of the global mean (Σ_local / B, and for the
+  energy network Σ_local / global count of finite targets), so the sum is the one-process gradient.
+  Clipping, Adam, the cosine schedule and the EMA then run identically on every rank; parameters are
+  broadcast from rank 0 once at the start. (DistributedDataParallel is not used: it would wrap the
+  modules, change their state-dict keys, and overlap nothing worth overlapping, since an EGM step
+  is dominated by the B·K energy evaluations, not by the backward pass.)
+* **The buffer refill** (``train.buffer_refresh`` samples) is split into the same S shards, each
+  simulated with its shard's stream by the rank that owns it, and all-gathered in shard order, so
+  every rank's buffer stays identical.
+* **Rank 0 alone** logs, writes config.toml, checkpoints (once per checkpoint event), evaluates and
+  writes the report. Shard random states are gathered into the checkpoint, so it holds no trace of
+  W: a run resumes on any number of ranks M ≤ S (``--set train.batch_shards=M`` re-splits it; the new
+  shards' streams start fresh). Every rank reads the same checkpoint; their steps are checked equal.
+* **A rank that dies** (SIGKILL, out of memory) makes torchrun stop the others; each surviving rank
+  reports in one line where the run stopped and how to resume it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from .assembly import resolve_device
+from .config import RunConfig
+from .errors import CheckpointError, ConfigError, EGMError
+from .states import State, cat, tree_leaves, tree_map
+from .trainer import Trainer, TrainingBatch, atomic_save
+
+__all__ = ["DataParallelTrainer", "RankFailureError", "launched_world", "shard_sizes", "shard_seed", "shutdown"]
+
+
+class RankFailureError(EGMError):
+    """Another rank of a data-parallel run failed (or the launcher stopped this one)."""
+
+
+class _Terminated(Exception):
+    pass
+
+
+def launched_world() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) when not launched by it."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return 0, 1, 0
+    try:
+        return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
+    except ValueError:
+        raise ConfigError("RANK / WORLD_SIZE / LOCAL_RANK must be integers (they are set by torchrun); "
+                          "launch with `torchrun --nproc-per-node N -m egm_framework.cli train ...`") from None
+
+
+def shard_sizes(n: int, shards: int) -> list[int]:
+    """Rows of each shard when n rows are split into ``shards``: the first n mod shards get one more."""
+    q, rem = divmod(n, shards)
+    return [q + (1 if s < rem else 0) for s in range(shards)]
+
+
+def shard_seed(seed: int, shard: int) -> int:
+    """Seed of shard ``shard``'s streams: the run seed itself for shard 0, a SeedSequence child otherwise."""
+    if shard == 0:
+        return seed
+    a, b = np.random.SeedSequence(seed, spawn_key=(shard,)).generate_state(2, np.uint32)
+    return (int(a) << 31) ^ int(b)
+
+
+def shutdown() -> None:
+    """Leave the process group (if this process joined one)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _looks_distributed(exc: BaseException) -> bool:
+    if isinstance(exc, getattr(dist, "DistError", ())):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and any(
+        k in text for k in ("gloo", "Gloo", "NCCL", "Connection closed", "Connection reset", "peer"))
+
+
+class DataParallelTrainer(Trainer):
+    """The trainer for ``egm train``: one process, or one rank of a torchrun job (module docstring).
+
+    With one rank and one shard it is the plain :class:`Trainer`, step for step."""
+
+    def __init__(self, cfg: RunConfig, run_dir, registry=None, device: str | None = None):
+        self.rank, self.world, local_rank = launched_world()
+        dev = resolve_device(device or cfg.train.device)
+        if self.world > 1:
+            if dev.type == "cuda":
+                dev = torch.device("cuda", local_rank)
+                torch.cuda.set_device(dev)
+            if not dist.is_initialized():
+                dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        shards = cfg.train.batch_shards or self.world
+        if shards != cfg.train.batch_shards:
+            cfg = attrs.evolve(cfg, train=attrs.evolve(cfg.train, batch_shards=shards))
+        if shards < self.world:
+            raise ConfigError(
+                f"train.batch_shards = {shards}: the batch is split into {shards} shard(s), so at most {shards} "
+                f"rank(s) can share it, but {self.world} were launched; launch ≤ {shards} processes, or pass "
+                f"--set train.batch_shards={self.world} (on resume this re-splits the batch; the new shards' "
+                "random streams start fresh)")
+        for key in ("batch_size", "buffer_refresh"):
+            if getattr(cfg.train, key) < shards:
+                raise ConfigError(f"train.{key} = {getattr(cfg.train, key)} is smaller than train.batch_shards = "
+                                  f"{shards}; every shard needs at least one row")
+        super().__init__(cfg, run_dir, registry=registry, device=str(dev))
+        self.is_main = self.rank == 0
+        self.shards = shards
+        self.owned = list(range(self.rank, shards, self.world))
+        self.rngs: dict[int, tuple[torch.Generator, np.random.Generator]] = {}
+        for s in self.owned:
+            if s == 0:
+                self.rngs[s] = (self.gen, self.host_rng)
+            else:
+                g = torch.Generator(device=self.device)
+                g.manual_seed(shard_seed(cfg.train.seed, s))
+                self.rngs[s] = (g, np.random.default_rng(np.random.SeedSequence(cfg.train.seed, spawn_key=(s,))))
+        self._synced_fraction = 0.0
+        if self.world > 1:
+            self._comm_device = self.device if dev.type == "cuda" else torch.device("cpu")
+            with torch.no_grad():
+                for t in self._replicated_tensors():
+                    dist.broadcast(t, 0)
+            signal.signal(signal.SIGTERM, self._on_sigterm)
+            if self.energy_loss_fn is not None:
+                self.energy_loss_fn.reduce_sum = self._all_reduce_sum
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def _sharded(self) -> bool:
+        return self.shards > 1 or self.world > 1
+
+    def _replicated_tensors(self) -> list[torch.Tensor]:
+        mods = [m for m in (self.model, self.energy_net, self.energy_ema) if m is not None]
+        return [t.data for m in mods for t in (*m.parameters(), *m.buffers())]
+
+    @staticmethod
+    def _on_sigterm(signum, frame):  # noqa: ARG004
+        raise _Terminated("stopped by the launcher (torchrun stops every rank when one of them fails)")
+
+    def _gather_shards(self, local: list[State], sizes: list[int]) -> State:
+        """All shards in shard order on every rank, from each rank's own shards ``local`` (owned order)."""
+        if self.world == 1:
+            return cat(local) if len(local) > 1 else local[0]
+        W, S = self.world, self.shards
+        rows = [sum(sizes[s] for s in range(r, S, W)) for r in range(W)]
+        most = max(rows)
+        per_shard = [tree_leaves(x) for x in local]
+
+        def gather_leaf(i: int) -> torch.Tensor:
+            mine = torch.cat([leaves[i] for leaves in per_shard])
+            padded = mine.new_zeros((most, *mine.shape[1:]))
+            padded[: mine.shape[0]] = mine
+            out = [torch.empty_like(padded) for _ in range(W)]
+            dist.all_gather(out, padded)
+            pieces: dict[int, torch.Tensor] = {}
+            for r in range(W):
+                off = 0
+                for s in range(r, S, W):
+                    pieces[s] = out[r][off: off + sizes[s]]
+                    off += sizes[s]
+            return torch.cat([pieces[s] for s in range(S)])
+
+        gathered = iter([gather_leaf(i) for i in range(len(per_shard[0]))])
+        return tree_map(lambda _: next(gathered), local[0])
+
+    # ------------------------------------------------------------------ the step
+    def training_batch(self) -> TrainingBatch:
+        if not self._sharded:
+            return super().training_batch()
+        sizes = shard_sizes(self.cfg.train.batch_size, self.shards)
+        parts = [self.draw_batch(sizes[s], *self.rngs[s]) for s in self.owned]
+        if len(parts) == 1:
+            return parts[0]
+
+        def join(name: str) -> Any:
+            vals = [getattr(p, name) for p in parts]
+            return None if vals[0] is None else cat(vals)
+
+        return TrainingBatch(**{f.name: join(f.name) for f in attrs.fields(TrainingBatch)})
+
+    def _batch_mean(self, v: torch.Tensor) -> torch.Tensor:
+        """This rank's share of the global batch mean of per-row values: Σ_local v / B."""
+        if not self._sharded:
+            return super()._batch_mean(v)
+        return v.sum() / self.cfg.train.batch_size
+
+    def _all_reduce_sum(self, x: torch.Tensor) -> torch.Tensor:
+        y = x.detach().to(self._comm_device, copy=True)
+        dist.all_reduce(y)
+        return y.to(x.device)
+
+    def _sync_gradients(self) -> None:
+        if self.world == 1:
+            return
+        grads = [p.grad for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+        for dtype in sorted({g.dtype for g in grads}, key=str):
+            group = [g for g in grads if g.dtype == dtype]
+            flat = torch.cat([g.reshape(-1) for g in group])
+            dist.all_reduce(flat)
+            off = 0
+            for g in group:
+                g.copy_(flat[off: off + g.numel()].view_as(g))
+                off += g.numel()
+
+    def _flush_stats(self) -> dict:
+        if self.world == 1:
+            return super()._flush_stats()
+        # the ranks' sums of this log interval, added up (float64 keeps the energy-evaluation count exact)
+        names = ("_loss_sum", "_eloss_sum", "_ess_sum", "_ess_cnt", "_eloss_bin_sum", "_eloss_bin_cnt")
+        parts = [getattr(self, k).reshape(-1) for k in names]
+        evals = torch.tensor([float(self.estimator.energy_evals)], dtype=torch.float64, device=self.device)
+        packed = self._all_reduce_sum(torch.cat([p.double() for p in parts] + [evals]))
+        off = 0
+        for k, p in zip(names, parts):
+            setattr(self, k, packed[off: off + p.numel()].to(p.dtype).view_as(getattr(self, k)))
+            off += p.numel()
+        rec = super()._flush_stats()
+        rec["energy_evals"] = int(packed[-1])
+        return rec
+
+    def simulate_for_buffer(self, n: int, steps: int) -> State:
+        if not self._sharded:
+            return super().simulate_for_buffer(n, steps)
+        sizes = shard_sizes(n, self.shards)
+        local = [self.sample(sizes[s], steps, generator=self.rngs[s][0]) for s in self.owned]
+        return self._gather_shards(local, sizes)
+
+    # ------------------------------------------------------------------ time budget: rank 0's clock
+    def _out_of_time(self, t0: float) -> bool:
+        if self.world == 1 or self.cfg.train.max_seconds is None:
+            return super()._out_of_time(t0)
+        flags = torch.tensor([float(super()._out_of_time(t0)), Trainer._time_fraction(self)],
+                             dtype=torch.float64, device=self._comm_device)
+        dist.broadcast(flags, 0)
+        self._synced_fraction = float(flags[1])
+        return bool(flags[0] > 0)
+
+    def _time_fraction(self) -> float:
+        if self.world == 1 or self.cfg.train.max_seconds is None:
+            return super()._time_fraction()
+        return self._synced_fraction
+
+    # ------------------------------------------------------------------ rank 0 alone writes
+    def _log(self, rec: dict) -> None:
+        if self.is_main:
+            super()._log(rec)
+
+    def _write_config(self) -> None:
+        if self.is_main:
+            super()._write_config()
+
+    def _drop_log_after_checkpoint(self) -> None:
+        if self.is_main:
+            super()._drop_log_after_checkpoint()
+
+    def fit(self, evaluate_at_end: bool = True) -> dict | None:
+        try:
+            return super().fit(evaluate_at_end=evaluate_at_end and self.is_main)
+        except _Terminated as exc:
+            raise RankFailureError(self._stopped_message(str(exc))) from None
+        except RuntimeError as exc:
+            if self.world > 1 and _looks_distributed(exc):
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise RankFailureError(self._stopped_message(f"lost contact with another rank ({first})")) from None
+            raise
+
+    def _stopped_message(self, why: str) -> str:
+        return (f"rank {self.rank} of {self.world}: training stopped at step {self.step}: {why}. The last "
+                f"checkpoint in {self.run_dir / 'checkpoints'} is kept; resume with `torchrun --nproc-per-node N "
+                f"-m egm_framework.cli train --resume {self.run_dir}` (any N ≤ train.batch_shards = {self.shards})")
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        d = super().state_dict()
+        mine = {s: (g.get_state(), json.dumps(h.bit_generator.state)) for s, (g, h) in self.rngs.items()}
+        if self.world > 1:
+            everyone: list[Any] = [None] * self.world
+            dist.all_gather_object(everyone, mine)
+            for part in everyone:
+                mine.update(part)
+        if self.world > 1:  # each rank counts its own energy evaluations; the checkpoint holds the total
+            d["energy_evals"] = int(self._all_reduce_sum(torch.tensor([float(self.estimator.energy_evals)],
+                                                                      dtype=torch.float64))[0])
+        d["batch_shards"] = self.shards
+        d["shard_rngs"] = [{"generator": mine[s][0], "host_rng": mine[s][1]} for s in range(1, self.shards)]
+        return d
+
+    def load_state_dict(self, d: dict) -> None:
+        super().load_state_dict(d)  # shard 0's streams are the trainer's own generators
+        if not self.is_main:
+            self.estimator.energy_evals = 0  # rank 0 carries the total so far
+        saved = d.get("shard_rngs", [])
+        for s, (g, h) in self.rngs.items():
+            if 1 <= s <= len(saved):
+                g.set_state(saved[s - 1]["generator"])
+                h.bit_generator.state = json.loads(saved[s - 1]["host_rng"])
+        if self.world > 1:
+            steps = torch.tensor([self.step, self.outer], dtype=torch.int64, device=self._comm_device)
+            ref = steps.clone()
+            dist.broadcast(ref, 0)
+            if not torch.equal(steps, ref):
+                raise CheckpointError(
+                    f"rank {self.rank} read a checkpoint at step {self.step}, rank 0 one at step {int(ref[0])}: "
+                    f"every rank must see the same run folder {self.run_dir} (a filesystem shared by all nodes)")
+
+    def save_checkpoint(self) -> None:
+        d = self.state_dict()  # a collective: every rank takes part, rank 0 alone writes
+        if self.is_main:
+            atomic_save(d, self.checkpoint_path)
