@@ -34,7 +34,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import sys
 from typing import Any
 
 import attrs
@@ -284,6 +286,7 @@ class DataParallelTrainer(Trainer):
         except RuntimeError as exc:
             if self.world > 1 and _looks_distributed(exc):
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                first = re.sub(r"^\[[^\]]*\]\s*", "", first).split(". ")[0]  # gloo: "[file:line] Read error …"
                 raise RankFailureError(self._stopped_message(f"lost contact with another rank ({first})")) from None
             raise
 
@@ -313,6 +316,12 @@ class DataParallelTrainer(Trainer):
         if not self.is_main:
             self.estimator.energy_evals = 0  # rank 0 carries the total so far
         saved = d.get("shard_rngs", [])
+        old = int(d.get("batch_shards", 1 + len(saved)))
+        if self.is_main and old != self.shards:
+            what = (f"shards {old}..{self.shards - 1} start fresh random streams" if self.shards > old
+                    else f"the streams of shards {self.shards}..{old - 1} are dropped")
+            print(f"note: the checkpoint was trained with train.batch_shards = {old}; continuing with {self.shards} "
+                  f"({what})", file=sys.stderr)
         for s, (g, h) in self.rngs.items():
             if 1 <= s <= len(saved):
                 g.set_state(saved[s - 1]["generator"])
