@@ -13,8 +13,9 @@ Every rank holds the whole model, optimizer and replay buffer; they train one mo
   a step draws depends on S and the seed only, never on W: the same run on 1 rank and on 2 ranks
   takes the same steps (up to floating-point summation order).
 * **Gradients are summed over ranks** with one all-reduce per step (both networks, one flat buffer
-  per dtype): each rank's loss is its rows' share of the global mean (Σ_local / B, and for the
-  energy network Σ_local / global count of finite targets), so the sum is the one-process gradient.
+  per dtype): each rank's loss is its rows' share of the global mean (Σ_local / B; the energy
+  network's robust loss sums its running per-time statistics and its row-weight normalizer over
+  the ranks), so the sum is the one-process gradient.
   Clipping, Adam, the cosine schedule and the EMA then run identically on every rank; parameters are
   broadcast from rank 0 once at the start. (DistributedDataParallel is not used: it would wrap the
   modules, change their state-dict keys, and overlap nothing worth overlapping, since an EGM step

@@ -153,6 +153,8 @@ def test_two_ranks_follow_one_process_and_resume_on_one(tmp_path):
     assert [s for s, *_ in b] == [s for s, *_ in a] == list(range(1, 13))
     for (_, la, ea), (_, lb, eb) in zip(a, b):
         assert la == pytest.approx(lb, rel=1e-4, abs=1e-6) and ea == pytest.approx(eb, rel=1e-4, abs=1e-6)
+    evals = lambda run: [json.loads(x)["energy_evals"] for x in (run / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    assert evals(one) == evals(two) and evals(one)[-1] > 0  # counted over all ranks, carried across the resume
     pa = torch.load(one / "checkpoints" / "last.pt", weights_only=True)
     pb = torch.load(two / "checkpoints" / "last.pt", weights_only=True)
     assert pa["step"] == pb["step"] == 12
