@@ -111,6 +111,9 @@ class DataParallelTrainer(Trainer):
         dev = resolve_device(device or cfg.train.device)
         if self.world > 1:
             if dev.type == "cuda":
+                if local_rank >= torch.cuda.device_count():
+                    raise ConfigError(f"local rank {local_rank} has no GPU of its own (this node has "
+                                      f"{torch.cuda.device_count()}); launch at most that many processes per node")
                 dev = torch.device("cuda", local_rank)
                 torch.cuda.set_device(dev)
             if not dist.is_initialized():
