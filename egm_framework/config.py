@@ -188,6 +188,12 @@ class TrainConfig:
     #: stream, shared out over the data-parallel ranks (docs/scaling.md); None: the number of ranks
     #: at the run's start (1 without torchrun)
     batch_shards: int | None = attrs.field(default=None, validator=_num(1, integer=True, optional=True))
+    #: what the ranks of a torchrun job split: "batch" (data parallel) or "proposals" (every rank takes
+    #: the whole batch and a share of each row's K proposals; for very expensive energies)
+    parallel: str = attrs.field(default="batch", validator=_choice("batch", "proposals"))
+    #: with parallel = "proposals": shards the K proposals are split into, each with its own random
+    #: stream; None: the number of ranks at the run's start
+    proposal_shards: int | None = attrs.field(default=None, validator=_num(1, integer=True, optional=True))
 
     @device.validator
     def _dev(self, attribute, value):

@@ -29,6 +29,15 @@ Every rank holds the whole model, optimizer and replay buffer; they train one mo
   shards' streams start fresh). Every rank reads the same checkpoint; their steps are checked equal.
 * **A rank that dies** (SIGKILL, out of memory) makes torchrun stop the others; each surviving rank
   reports in one line where the run stopped and how to resume it.
+
+``train.parallel = "proposals"`` splits the other axis, for energies so expensive that one row's K
+proposals are the bottleneck: every rank draws the whole batch from shard 0's stream (identical on
+all ranks) and its share of each row's K proposals from its own proposal streams (K split into
+``train.proposal_shards`` shards, default the number of ranks, like the batch above). The chunked
+online-softmax statistics (running max m, Σ e^{ℓ−m}, Σ e^{2(ℓ−m)}, weighted target) of the ranks are
+merged exactly — an all-reduce MAX of m, each rank's sums rescaled by e^{m_rank − m}, an all-reduce
+SUM — so every rank holds the one-process estimate; gradients (identical up to rounding) are
+averaged to keep the ranks bit-identical. The buffer refill is not split in this mode.
 """
 
 from __future__ import annotations
@@ -48,6 +57,7 @@ import torch.distributed as dist
 from .assembly import resolve_device
 from .config import RunConfig
 from .errors import CheckpointError, ConfigError, EGMError
+from .estimators import ProposalStreams
 from .states import State, cat, tree_leaves, tree_map
 from .trainer import Trainer, TrainingBatch, atomic_save
 
@@ -79,11 +89,13 @@ def shard_sizes(n: int, shards: int) -> list[int]:
     return [q + (1 if s < rem else 0) for s in range(shards)]
 
 
-def shard_seed(seed: int, shard: int) -> int:
-    """Seed of shard ``shard``'s streams: the run seed itself for shard 0, a SeedSequence child otherwise."""
-    if shard == 0:
+def shard_seed(seed: int, shard: int, stream: int = 0) -> int:
+    """Seed of a shard's torch stream: for batch shards (stream 0) the run seed itself for shard 0, a
+    SeedSequence child otherwise; proposal shards (stream 1) are children of their own."""
+    if shard == 0 and stream == 0:
         return seed
-    a, b = np.random.SeedSequence(seed, spawn_key=(shard,)).generate_state(2, np.uint32)
+    key = (shard,) if stream == 0 else (shard, stream)
+    a, b = np.random.SeedSequence(seed, spawn_key=key).generate_state(2, np.uint32)
     return (int(a) << 31) ^ int(b)
 
 
@@ -118,19 +130,8 @@ class DataParallelTrainer(Trainer):
                 torch.cuda.set_device(dev)
             if not dist.is_initialized():
                 dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-        shards = cfg.train.batch_shards or self.world
-        if shards != cfg.train.batch_shards:
-            cfg = attrs.evolve(cfg, train=attrs.evolve(cfg.train, batch_shards=shards))
-        if shards < self.world:
-            raise ConfigError(
-                f"train.batch_shards = {shards}: the batch is split into {shards} shard(s), so at most {shards} "
-                f"rank(s) can share it, but {self.world} were launched; launch ≤ {shards} processes, or pass "
-                f"--set train.batch_shards={self.world} (on resume this re-splits the batch; the new shards' "
-                "random streams start fresh)")
-        for key in ("batch_size", "buffer_refresh"):
-            if getattr(cfg.train, key) < shards:
-                raise ConfigError(f"train.{key} = {getattr(cfg.train, key)} is smaller than train.batch_shards = "
-                                  f"{shards}; every shard needs at least one row")
+        cfg = self._resolve_shards(cfg)
+        shards = cfg.train.batch_shards
         super().__init__(cfg, run_dir, registry=registry, device=str(dev))
         self.is_main = self.rank == 0
         self.shards = shards
@@ -143,6 +144,13 @@ class DataParallelTrainer(Trainer):
                 g = torch.Generator(device=self.device)
                 g.manual_seed(shard_seed(cfg.train.seed, s))
                 self.rngs[s] = (g, np.random.default_rng(np.random.SeedSequence(cfg.train.seed, spawn_key=(s,))))
+        self.by_proposals = cfg.train.parallel == "proposals"
+        if self.by_proposals:  # every rank draws the whole batch from shard 0's stream, its proposals from its own
+            P = cfg.train.proposal_shards
+            self.proposal_sizes = shard_sizes(cfg.estimator.num_proposals, P)
+            self.proposal_rngs = {p: torch.Generator(device=self.device) for p in range(self.rank, P, self.world)}
+            for p, g in self.proposal_rngs.items():
+                g.manual_seed(shard_seed(cfg.train.seed, p, stream=1))
         self._synced_fraction = 0.0
         if self.world > 1:
             self._comm_device = self.device if dev.type == "cuda" else torch.device("cpu")
@@ -150,13 +158,65 @@ class DataParallelTrainer(Trainer):
                 for t in self._replicated_tensors():
                     dist.broadcast(t, 0)
             signal.signal(signal.SIGTERM, self._on_sigterm)
-            if self.energy_loss_fn is not None:
+            if self.energy_loss_fn is not None and not self.by_proposals:
                 self.energy_loss_fn.reduce_sum = self._all_reduce_sum
+
+    def _resolve_shards(self, cfg: RunConfig) -> RunConfig:
+        """cfg with train.batch_shards (and proposal_shards) resolved and checked against the rank count."""
+        tc = cfg.train
+        by_proposals = tc.parallel == "proposals"
+        key = "proposal_shards" if by_proposals else "batch_shards"
+        if by_proposals and (tc.batch_shards or 1) != 1:
+            raise ConfigError(f"train.batch_shards = {tc.batch_shards} with train.parallel = \"proposals\": the ranks "
+                              "split each row's proposals, not the batch; leave batch_shards out")
+        if not by_proposals and tc.proposal_shards is not None:
+            raise ConfigError("train.proposal_shards is used only with train.parallel = \"proposals\"; leave it out "
+                              "or set train.parallel = \"proposals\"")
+        shards = getattr(tc, key) or self.world
+        tc = attrs.evolve(tc, **({"batch_shards": 1, "proposal_shards": shards} if by_proposals else
+                                 {"batch_shards": shards}))
+        if shards < self.world:
+            raise ConfigError(
+                f"train.{key} = {shards}: the {'proposals are' if by_proposals else 'batch is'} split into {shards} "
+                f"shard(s), so at most {shards} rank(s) can share them, but {self.world} were launched; launch ≤ "
+                f"{shards} processes, or pass --set train.{key}={self.world} (on resume this re-splits them; the new "
+                "shards' random streams start fresh)")
+        sizes = {"estimator.num_proposals": cfg.estimator.num_proposals} if by_proposals else {
+            "train.batch_size": tc.batch_size, "train.buffer_refresh": tc.buffer_refresh}
+        for name, value in sizes.items():
+            if value < shards:
+                raise ConfigError(f"{name} = {value} is smaller than train.{key} = {shards}; every shard needs at "
+                                  "least one")
+        return attrs.evolve(cfg, train=tc)
 
     # ------------------------------------------------------------------ helpers
     @property
     def _sharded(self) -> bool:
-        return self.shards > 1 or self.world > 1
+        """Each rank holds only part of the batch (or one process several shards of it)."""
+        return self.shards > 1 or (self.world > 1 and not self.by_proposals)
+
+    def _proposal_streams(self) -> ProposalStreams:
+        return ProposalStreams(segments=[(g, self.proposal_sizes[p]) for p, g in self.proposal_rngs.items()],
+                               combine=self._combine_proposals if self.world > 1 else None)
+
+    def _combine_proposals(self, m, s, s2, acc):
+        """Merge the ranks' online-softmax statistics of the same rows exactly: rescale each rank's sums
+        to the global running maximum, then add them up (one max and one sum all-reduce)."""
+        top = m.detach().to(self._comm_device, copy=True)
+        dist.all_reduce(top, op=dist.ReduceOp.MAX)
+        top = top.to(m.device)
+        zero = torch.zeros_like(m)
+        f = torch.where(torch.isfinite(m), torch.exp(torch.where(torch.isfinite(m), m, zero)
+                                                     - torch.where(torch.isfinite(top), top, zero)), zero)
+        leaves = tree_leaves(acc) if acc is not None else []
+        scaled = [s * f, s2 * f * f] + [a * f.view(-1, *([1] * (a.dim() - 1))).to(a.dtype) for a in leaves]
+        packed = self._all_reduce_sum(torch.cat([x.reshape(-1).double() for x in scaled]))
+        out, off = [], 0
+        for x in scaled:
+            out.append(packed[off: off + x.numel()].to(x.dtype).view_as(x))
+            off += x.numel()
+        it = iter(out[2:])
+        return top, out[0], out[1], (tree_map(lambda _: next(it), acc) if acc is not None else None)
 
     def _replicated_tensors(self) -> list[torch.Tensor]:
         mods = [m for m in (self.model, self.energy_net, self.energy_ema) if m is not None]
@@ -194,6 +254,8 @@ class DataParallelTrainer(Trainer):
 
     # ------------------------------------------------------------------ the step
     def training_batch(self) -> TrainingBatch:
+        if self.by_proposals:
+            return self.draw_batch(self.cfg.train.batch_size, self.gen, self.host_rng, self._proposal_streams())
         if not self._sharded:
             return super().training_batch()
         sizes = shard_sizes(self.cfg.train.batch_size, self.shards)
@@ -226,6 +288,8 @@ class DataParallelTrainer(Trainer):
             group = [g for g in grads if g.dtype == dtype]
             flat = torch.cat([g.reshape(-1) for g in group])
             dist.all_reduce(flat)
+            if self.by_proposals:  # every rank computed the same loss: average
+                flat /= self.world
             off = 0
             for g in group:
                 g.copy_(flat[off: off + g.numel()].view_as(g))
@@ -239,6 +303,8 @@ class DataParallelTrainer(Trainer):
         parts = [getattr(self, k).reshape(-1) for k in names]
         evals = torch.tensor([float(self.estimator.energy_evals)], dtype=torch.float64, device=self.device)
         packed = self._all_reduce_sum(torch.cat([p.double() for p in parts] + [evals]))
+        if self.by_proposals:  # the same statistics on every rank; only the energy evaluations add up
+            packed[:-1] /= self.world
         off = 0
         for k, p in zip(names, parts):
             setattr(self, k, packed[off: off + p.numel()].to(p.dtype).view_as(getattr(self, k)))
@@ -284,7 +350,13 @@ class DataParallelTrainer(Trainer):
 
     def fit(self, evaluate_at_end: bool = True) -> dict | None:
         try:
-            return super().fit(evaluate_at_end=evaluate_at_end and self.is_main)
+            if self.world == 1:
+                return super().fit(evaluate_at_end=evaluate_at_end)
+            super().fit(evaluate_at_end=False)
+            # all ranks leave the group together (a rank that leaves while another still talks to it can
+            # abort that one); the evaluation needs no other rank
+            dist.barrier()
+            shutdown()
         except _Terminated as exc:
             raise RankFailureError(self._stopped_message(str(exc))) from None
         except RuntimeError as exc:
@@ -293,6 +365,11 @@ class DataParallelTrainer(Trainer):
                 first = re.sub(r"^\[[^\]]*\]\s*", "", first).split(". ")[0]  # gloo: "[file:line] Read error …"
                 raise RankFailureError(self._stopped_message(f"lost contact with another rank ({first})")) from None
             raise
+        if evaluate_at_end and self.is_main:
+            from .evaluation import evaluate_trainer
+
+            return evaluate_trainer(self)
+        return None
 
     def _stopped_message(self, why: str) -> str:
         return (f"rank {self.rank} of {self.world}: training stopped at step {self.step}: {why}. The last "
@@ -313,12 +390,23 @@ class DataParallelTrainer(Trainer):
                                                                       dtype=torch.float64))[0])
         d["batch_shards"] = self.shards
         d["shard_rngs"] = [{"generator": mine[s][0], "host_rng": mine[s][1]} for s in range(1, self.shards)]
+        if self.by_proposals:
+            streams = {p: g.get_state() for p, g in self.proposal_rngs.items()}
+            if self.world > 1:
+                everyone = [None] * self.world
+                dist.all_gather_object(everyone, streams)
+                for part in everyone:
+                    streams.update(part)
+            d["proposal_rngs"] = [streams[p] for p in range(len(self.proposal_sizes))]
         return d
 
     def load_state_dict(self, d: dict) -> None:
         super().load_state_dict(d)  # shard 0's streams are the trainer's own generators
         if not self.is_main:
             self.estimator.energy_evals = 0  # rank 0 carries the total so far
+        for p, g in getattr(self, "proposal_rngs", {}).items():
+            if p < len(d.get("proposal_rngs", [])):
+                g.set_state(d["proposal_rngs"][p])
         saved = d.get("shard_rngs", [])
         old = int(d.get("batch_shards", 1 + len(saved)))
         if self.is_main and old != self.shards:

@@ -58,6 +58,18 @@ def chunk_size_for(x_t: State, num_proposals: int, memory_mb: float, overhead: f
     return int(max(1, min(num_proposals, (memory_mb * 2**20) // per_proposal)))
 
 
+@attrs.frozen(kw_only=True, eq=False)
+class ProposalStreams:
+    """Where the K proposals of an estimate come from when they are split into shards: ``segments``
+    lists (generator, count) pairs drawn one after the other; ``combine(m, s, s2, acc)`` (optional)
+    merges this process's online-softmax statistics (running max m, Σ e^{ℓ−m}, Σ e^{2(ℓ−m)}, weighted
+    target) with the other processes' and returns the merged four; the counts then cover only this
+    process's share of K."""
+
+    segments: list
+    combine: Callable | None = None
+
+
 def check_energy_output(e: torch.Tensor, n: int, who: str = "energy") -> torch.Tensor:
     """Shape check (host-side metadata only: no synchronization)."""
     if not isinstance(e, torch.Tensor) or e.shape != (n,):
@@ -80,17 +92,20 @@ def estimate_marginal(
     t: torch.Tensor,
     r: torch.Tensor,
     num_proposals: int,
-    generator: torch.Generator,
+    generator: torch.Generator | ProposalStreams,
     chunk_size: int | None = None,
     memory_mb: float = 256.0,
 ) -> Estimate:
     """Self-normalized importance-sampling estimate with proposals to time r (see module docstring).
 
     ``generator_param=None`` skips the target and returns only the weight statistics (used for the
-    intermediate-energy regression target).
+    intermediate-energy regression target). ``generator`` may be a :class:`ProposalStreams`: the K
+    proposals are then drawn in segments from several generators, and possibly only this process's
+    share of them, the statistics being combined over processes by its ``combine``.
     """
     B = batch_size(x_t)
     K = int(num_proposals)
+    segments = generator.segments if isinstance(generator, ProposalStreams) else [(generator, K)]
     if chunk_size is None:
         chunk_size = chunk_size_for(x_t, K, memory_mb)
     device = t.device
@@ -98,10 +113,9 @@ def estimate_marginal(
     s = torch.zeros(B, device=device)
     s2 = torch.zeros(B, device=device)
     acc: Any = None
-    done = 0
-    while done < K:
-        k = min(chunk_size, K - done)
-        x_r = path.propose(x_t, t, r, k, generator)  # (B, k, *event)
+    chunks = [(gen, min(chunk_size, count - d)) for gen, count in segments for d in range(0, count, chunk_size)]
+    for gen, k in chunks:
+        x_r = path.propose(x_t, t, r, k, gen)  # (B, k, *event)
         flat = flatten_proposals(x_r)
         e = check_energy_output(energy_fn(flat, r.repeat_interleave(k)), B * k)
         logw = -e.view(B, k).float()
@@ -121,7 +135,8 @@ def estimate_marginal(
             else:
                 acc = tree_map2(lambda a, p: a * _bcast(scale, a) + p, acc, part)
         m = m_new
-        done += k
+    if isinstance(generator, ProposalStreams) and generator.combine is not None:
+        m, s, s2, acc = generator.combine(m, s, s2, acc)
     m_safe = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
     target = None
     if acc is not None:

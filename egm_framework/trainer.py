@@ -37,7 +37,7 @@ from .config import RunConfig, config_from_dict
 from .errors import ConfigError
 from .errors import CheckpointError, EnergyEvaluationError, EGMError
 from .energy_regression import RobustEnergyLoss
-from .estimators import BootstrapEstimator, SNISEstimator, check_energy_output, log_mean_variance
+from .estimators import BootstrapEstimator, ProposalStreams, SNISEstimator, check_energy_output, log_mean_variance
 from .guards import guarded_energy
 from .runfolder import RunFolder, atomic_save, check_config_change, load_checkpoint  # noqa: F401 (re-exported)
 from .interfaces import simulate
@@ -307,19 +307,21 @@ class Trainer:
         return rec
 
     # ------------------------------------------------------------------ one step
-    def draw_batch(self, B: int, gen: torch.Generator, host_rng: np.random.Generator) -> TrainingBatch:
+    def draw_batch(self, B: int, gen: torch.Generator, host_rng: np.random.Generator,
+                   proposals: torch.Generator | ProposalStreams | None = None) -> TrainingBatch:
         """B training points from the buffer and their regression targets (call under no_grad); every
-        random draw comes from ``gen`` / ``host_rng``."""
+        random draw comes from ``gen`` / ``host_rng``, the proposals' from ``proposals`` if given."""
         x1 = self.buffer.sample(B, gen)
         t, n_final = self.sample_times(B, gen, host_rng)
         x_t = self.comp.path.sample_xt(x1, t, gen)
+        pg = gen if proposals is None else proposals
         if isinstance(self.estimator, BootstrapEstimator):
-            est = self.estimator.estimate(x_t, t, gen, n_final=n_final)
+            est = self.estimator.estimate(x_t, t, pg, n_final=n_final)
         else:
-            est = self.estimator.estimate(x_t, t, gen)
+            est = self.estimator.estimate(x_t, t, pg)
         x_e = t_e = e_target = e_weight = None
         if self.energy_net is not None:
-            x_e, t_e, e_target, e_weight = self._energy_target(est, x_t, t, gen)
+            x_e, t_e, e_target, e_weight = self._energy_target(est, x_t, t, pg)
         return TrainingBatch(x_t=x_t, t=t, target=est.target, ess=est.ess, x_e=x_e, t_e=t_e, e_target=e_target,
                              e_weight=e_weight)
 

@@ -3,6 +3,8 @@
 * 2 ranks take the same steps as 1 process with the same shards (loss and energy-loss trajectories
   and final parameters agree to float tolerance), every checkpoint is written once, by rank 0, and
   the 2-rank run resumes on 1 rank exactly where the 1-process run goes on;
+* with train.parallel = "proposals" (each row's K proposals split over the ranks, statistics
+  combined by all-reduce) 2 ranks equal 1 process with the same proposal streams;
 * a SIGKILL of one rank under the real `torchrun -m egm_framework.cli train` stops the job with a clear
   message from the surviving rank, and the run resumes.
 """
@@ -161,6 +163,36 @@ def test_two_ranks_follow_one_process_and_resume_on_one(tmp_path):
     for k, v in pa["model"].items():
         torch.testing.assert_close(v, pb["model"][k], rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(pa["buffer"]["data"]["x"], pb["buffer"]["data"]["x"], rtol=0, atol=0)
+
+
+def test_ranks_sharing_each_rows_proposals_equal_one_process(tmp_path):
+    """train.parallel = "proposals": both ranks take the whole batch and 9 + 8 of each row's K = 17
+    proposals; the online-softmax statistics combine exactly, so targets, ESS and losses are the
+    one-process ones with the same two proposal streams."""
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(CFG)
+    one, two = tmp_path / "one", tmp_path / "two"
+    common = ["--no-eval", "--set", "train.parallel=proposals", "--set", "estimator.num_proposals=17",
+              "--set", "train.outer_iterations=2"]
+    res = egm("train", str(cfg), "--out", str(one), *common, "--set", "train.proposal_shards=2")
+    assert res.returncode == 0, res.stderr
+    ranks = spawn_ranks(2, tmp_path, "train", str(cfg), "--out", str(two), *common)
+    for r in ranks:
+        assert r.returncode == 0, r.stderr
+    assert "proposal_shards = 2" in (two / "config.toml").read_text()
+    assert not (tmp_path / "writes-rank1.txt").exists()
+    recs = lambda run: [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    a, b = recs(one), recs(two)
+    assert [r["step"] for r in a] == [r["step"] for r in b] == list(range(1, 9))
+    for ra, rb in zip(a, b):
+        for k in ("loss", "energy_loss", "ess"):
+            assert ra[k] == pytest.approx(rb[k], rel=1e-4, abs=1e-6), (k, ra, rb)
+        assert ra["energy_evals"] == rb["energy_evals"] > 0  # both ranks' evaluations counted
+    pa = torch.load(one / "checkpoints" / "last.pt", weights_only=True)
+    pb = torch.load(two / "checkpoints" / "last.pt", weights_only=True)
+    for k, v in pa["model"].items():
+        torch.testing.assert_close(v, pb["model"][k], rtol=1e-4, atol=1e-6)
+    assert len(pb["proposal_rngs"]) == 2
 
 
 def test_more_ranks_than_shards_is_refused(tmp_path):
