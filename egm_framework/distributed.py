@@ -68,8 +68,8 @@ class RankFailureError(EGMError):
     """Another rank of a data-parallel run failed (or the launcher stopped this one)."""
 
 
-class _Terminated(Exception):
-    pass
+class _Terminated(BaseException):
+    """torchrun's SIGTERM (a BaseException, like KeyboardInterrupt, so no ``except Exception`` swallows it)."""
 
 
 def launched_world() -> tuple[int, int, int]:
@@ -357,9 +357,14 @@ class DataParallelTrainer(Trainer):
             # abort that one); the evaluation needs no other rank
             dist.barrier()
             shutdown()
-        except _Terminated as exc:
-            raise RankFailureError(self._stopped_message(str(exc))) from None
-        except RuntimeError as exc:
+        except (_Terminated, RuntimeError) as exc:
+            if self.world > 1:  # torchrun's SIGTERM may follow a lost peer: it must not cut this report short
+                try:
+                    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                except _Terminated:
+                    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            if isinstance(exc, _Terminated):
+                raise RankFailureError(self._stopped_message(str(exc))) from None
             if self.world > 1 and _looks_distributed(exc):
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 first = re.sub(r"^\[[^\]]*\]\s*", "", first).split(". ")[0]  # gloo: "[file:line] Read error …"
