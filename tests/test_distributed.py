@@ -93,12 +93,17 @@ def egm(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 
 def spawn_ranks(n: int, log_dir: Path, *args: str, timeout: float = 120) -> list[subprocess.CompletedProcess]:
-    """n processes with the environment torchrun gives its workers, running `egm ARGS`."""
+    """n processes with the environment torchrun gives its workers, running `egm ARGS`; as under
+    torchrun, the rendezvous store is hosted outside the ranks (here, by this test process)."""
+    import torch.distributed as dist
+
     port = free_port()
+    store = dist.TCPStore("127.0.0.1", port, is_master=True, wait_for_workers=False)  # noqa: F841 - kept alive
     procs = []
     for r in range(n):
         env = dict(ENV, RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE=str(n), LOCAL_WORLD_SIZE=str(n),
-                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), TORCHELASTIC_USE_AGENT_STORE="True",
+                   TORCHELASTIC_RESTART_COUNT="0")
         procs.append(subprocess.Popen([sys.executable, "-c", RANK_SCRIPT, str(log_dir), *args], env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     out = []
@@ -111,6 +116,7 @@ def spawn_ranks(n: int, log_dir: Path, *args: str, timeout: float = 120) -> list
             if p.poll() is None:
                 p.kill()
                 p.wait()
+        del store
     return out
 
 
