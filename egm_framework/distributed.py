@@ -14,19 +14,24 @@ Every rank holds the whole model, optimizer and replay buffer; they train one mo
   takes the same steps (up to floating-point summation order).
 * **Gradients are summed over ranks** with one all-reduce per step (both networks, one flat buffer
   per dtype): each rank's loss is its rows' share of the global mean (Σ_local / B; the energy
-  network's robust loss sums its running per-time statistics and its row-weight normalizer over
-  the ranks), so the sum is the one-process gradient.
+  network's robust loss all-gathers the (target, time bin, valid) rows of every rank, padded to a
+  fixed bound, so its running per-bin median / MAD are the global batch's exactly, and sums its
+  row-weight normalizer over the ranks), so the sum is the one-process gradient.
   Clipping, Adam, the cosine schedule and the EMA then run identically on every rank; parameters are
   broadcast from rank 0 once at the start. (DistributedDataParallel is not used: it would wrap the
   modules, change their state-dict keys, and overlap nothing worth overlapping, since an EGM step
   is dominated by the B·K energy evaluations, not by the backward pass.)
 * **The buffer refill** (``train.buffer_refresh`` samples) is split into the same S shards, each
-  simulated with its shard's stream by the rank that owns it, and all-gathered in shard order, so
-  every rank's buffer stays identical.
-* **Rank 0 alone** logs, writes config.toml, checkpoints (once per checkpoint event), evaluates and
+  simulated with its shard's stream by the rank that owns it, and all-gathered in shard order; the
+  buffer guard's verdict (energy outliers left out) is rank 0's, broadcast, so every rank's buffer
+  stays identical. The dead-batch check (no finite weight in a whole step's batch) looks at the
+  global batch.
+* **Rank 0 alone** touches the run folder, through :class:`~egm_framework.runfolder.RunFolder`: it
+  takes the lock, logs, writes config.toml, checkpoints (once per checkpoint event), evaluates and
   writes the report. Shard random states are gathered into the checkpoint, so it holds no trace of
   W: a run resumes on any number of ranks M ≤ S (``--set train.batch_shards=M`` re-splits it; the new
-  shards' streams start fresh). Every rank reads the same checkpoint; their steps are checked equal.
+  shards' streams start fresh). Every rank reads the same config.toml and checkpoint (the other ranks
+  only read); their steps are checked equal.
 * **A rank that dies** (SIGKILL, out of memory) makes torchrun stop the others; each surviving rank
   reports in one line where the run stopped and how to resume it.
 
@@ -58,8 +63,9 @@ from .assembly import resolve_device
 from .config import RunConfig
 from .errors import CheckpointError, ConfigError, EGMError
 from .estimators import ProposalStreams
-from .states import State, cat, tree_leaves, tree_map
-from .trainer import Trainer, TrainingBatch, atomic_save
+from .states import State, batch_size, cat, tree_leaves, tree_map
+from .runfolder import RunFolder
+from .trainer import Trainer, TrainingBatch
 
 __all__ = ["DataParallelTrainer", "RankFailureError", "launched_world", "shard_sizes", "shard_seed", "shutdown"]
 
@@ -152,6 +158,9 @@ class DataParallelTrainer(Trainer):
             for p, g in self.proposal_rngs.items():
                 g.manual_seed(shard_seed(cfg.train.seed, p, stream=1))
         self._synced_fraction = 0.0
+        #: per step since the last log line: did this rank's rows have a finite weight (the dead-batch
+        #: check needs the global batch: dead only if no rank's rows had one)
+        self._alive_steps: list[torch.Tensor] = []
         if self.world > 1:
             self._comm_device = self.device if dev.type == "cuda" else torch.device("cpu")
             with torch.no_grad():
@@ -160,6 +169,8 @@ class DataParallelTrainer(Trainer):
             signal.signal(signal.SIGTERM, self._on_sigterm)
             if self.energy_loss_fn is not None and not self.by_proposals:
                 self.energy_loss_fn.reduce_sum = self._all_reduce_sum
+                most = max(sum(shard_sizes(cfg.train.batch_size, shards)[r::self.world]) for r in range(self.world))
+                self.energy_loss_fn.gather_rows = lambda rows: torch.cat(self._all_gather_padded(rows, most))
 
     def _resolve_shards(self, cfg: RunConfig) -> RunConfig:
         """cfg with train.batch_shards (and proposal_shards) resolved and checked against the rank count."""
@@ -226,6 +237,15 @@ class DataParallelTrainer(Trainer):
     def _on_sigterm(signum, frame):  # noqa: ARG004
         raise _Terminated("stopped by the launcher (torchrun stops every rank when one of them fails)")
 
+    def _all_gather_padded(self, mine: torch.Tensor, most: int) -> list[torch.Tensor]:
+        """Every rank's ``mine`` (at most ``most`` rows), each zero-padded to ``most`` rows: all_gather
+        needs equal sizes, and a fixed bound needs no exchange of sizes (no host synchronization)."""
+        padded = mine.new_zeros((most, *mine.shape[1:]))
+        padded[: mine.shape[0]] = mine
+        out = [torch.empty_like(padded) for _ in range(self.world)]
+        dist.all_gather(out, padded)
+        return out
+
     def _gather_shards(self, local: list[State], sizes: list[int]) -> State:
         """All shards in shard order on every rank, from each rank's own shards ``local`` (owned order)."""
         if self.world == 1:
@@ -236,11 +256,7 @@ class DataParallelTrainer(Trainer):
         per_shard = [tree_leaves(x) for x in local]
 
         def gather_leaf(i: int) -> torch.Tensor:
-            mine = torch.cat([leaves[i] for leaves in per_shard])
-            padded = mine.new_zeros((most, *mine.shape[1:]))
-            padded[: mine.shape[0]] = mine
-            out = [torch.empty_like(padded) for _ in range(W)]
-            dist.all_gather(out, padded)
+            out = self._all_gather_padded(torch.cat([leaves[i] for leaves in per_shard]), most)
             pieces: dict[int, torch.Tensor] = {}
             for r in range(W):
                 off = 0
@@ -299,19 +315,43 @@ class DataParallelTrainer(Trainer):
         if self.world == 1:
             return super()._flush_stats()
         # the ranks' sums of this log interval, added up (float64 keeps the energy-evaluation count exact)
-        names = ("_loss_sum", "_eloss_sum", "_ess_sum", "_ess_cnt", "_eloss_bin_sum", "_eloss_bin_cnt")
+        names = ("_loss_sum", "_eloss_sum", "_ess_sum", "_ess_cnt", "_eloss_bin_sum", "_eloss_bin_cnt", "_edropped")
         parts = [getattr(self, k).reshape(-1) for k in names]
+        alive = torch.stack(self._alive_steps).double() if self._alive_steps else torch.zeros(0, dtype=torch.float64,
+                                                                                            device=self.device)
+        self._alive_steps = []
         evals = torch.tensor([float(self.estimator.energy_evals)], dtype=torch.float64, device=self.device)
-        packed = self._all_reduce_sum(torch.cat([p.double() for p in parts] + [evals]))
+        packed = self._all_reduce_sum(torch.cat([p.double() for p in parts] + [alive, evals]))
         if self.by_proposals:  # the same statistics on every rank; only the energy evaluations add up
             packed[:-1] /= self.world
         off = 0
         for k, p in zip(names, parts):
             setattr(self, k, packed[off: off + p.numel()].to(p.dtype).view_as(getattr(self, k)))
             off += p.numel()
+        if alive.numel():  # a step is dead when no rank's rows had a finite weight
+            self._dead_batches = (packed[off: off + alive.numel()] == 0).sum().to(self._dead_batches.dtype)
         rec = super()._flush_stats()
         rec["energy_evals"] = int(packed[-1])
         return rec
+
+    def _record(self, loss, eloss, t, ess, eloss_rows=None, log_mean_weight=None) -> None:
+        super()._record(loss, eloss, t, ess, eloss_rows, log_mean_weight)
+        if self.world > 1 and not self.by_proposals and log_mean_weight is not None:
+            self._alive_steps.append(torch.isfinite(log_mean_weight).any())
+
+    def _energy_outlier_keep(self, x: State) -> torch.Tensor:
+        """Rank 0's verdict on every rank (the refill is gathered, so identical everywhere, but the guard's
+        reference rows come from shard 0's stream, which only rank 0 holds; with the proposal split every
+        rank draws them, keeping its copy of that stream in step)."""
+        if self.world == 1:
+            return super()._energy_outlier_keep(x)
+        if self.is_main or self.by_proposals:
+            keep = super()._energy_outlier_keep(x)
+        else:
+            keep = torch.ones(batch_size(x), dtype=torch.bool, device=self.device)
+        flag = keep.to(self._comm_device, torch.uint8)
+        dist.broadcast(flag, 0)
+        return flag.to(self.device).bool()
 
     def simulate_for_buffer(self, n: int, steps: int) -> State:
         if not self._sharded:
@@ -344,9 +384,13 @@ class DataParallelTrainer(Trainer):
         if self.is_main:
             super()._write_config()
 
-    def _drop_log_after_checkpoint(self) -> None:
-        if self.is_main:
-            super()._drop_log_after_checkpoint()
+    @classmethod
+    def resume(cls, run_dir, registry=None, device: str | None = None, overrides: list[str] = ()) -> "Trainer":
+        """Rank 0 resumes as one process does (takes the lock, truncates the log, records the resume);
+        the other ranks only read the same config and checkpoint."""
+        if launched_world()[0] == 0:
+            return super().resume(run_dir, registry=registry, device=device, overrides=overrides)
+        return cls._from_folder(RunFolder(run_dir), list(overrides), registry, device)
 
     def fit(self, evaluate_at_end: bool = True) -> dict | None:
         try:
@@ -405,8 +449,8 @@ class DataParallelTrainer(Trainer):
             d["proposal_rngs"] = [streams[p] for p in range(len(self.proposal_sizes))]
         return d
 
-    def load_state_dict(self, d: dict) -> None:
-        super().load_state_dict(d)  # shard 0's streams are the trainer's own generators
+    def load_state_dict(self, d: dict, source: str = "the checkpoint") -> None:
+        super().load_state_dict(d, source)  # shard 0's streams are the trainer's own generators
         if not self.is_main:
             self.estimator.energy_evals = 0  # rank 0 carries the total so far
         for p, g in getattr(self, "proposal_rngs", {}).items():
@@ -435,4 +479,4 @@ class DataParallelTrainer(Trainer):
     def save_checkpoint(self) -> None:
         d = self.state_dict()  # a collective: every rank takes part, rank 0 alone writes
         if self.is_main:
-            atomic_save(d, self.checkpoint_path)
+            self.folder.save_checkpoint(d)

@@ -74,6 +74,8 @@ class TrainingBatch:
     t_e: torch.Tensor | None = None
     e_target: torch.Tensor | None = None
     e_weight: torch.Tensor | None = None
+    #: the estimate's log mean weight per row (−inf on a row without one finite weight)
+    log_mean_weight: torch.Tensor | None = None
 
 
 class ReplayBuffer:
@@ -323,7 +325,7 @@ class Trainer:
         if self.energy_net is not None:
             x_e, t_e, e_target, e_weight = self._energy_target(est, x_t, t, pg)
         return TrainingBatch(x_t=x_t, t=t, target=est.target, ess=est.ess, x_e=x_e, t_e=t_e, e_target=e_target,
-                             e_weight=e_weight)
+                             e_weight=e_weight, log_mean_weight=est.log_mean_weight)
 
     def training_batch(self) -> TrainingBatch:
         """This step's batch (the data-parallel trainer draws its shards of the global batch here)."""
@@ -435,17 +437,7 @@ class Trainer:
         """Leave out refill rows with energies far above the buffer's (logged as buffer_dropped_outliers).
         Its energy evaluations (the refill's and as many buffer rows) are not in ``energy_evals``, which
         counts the training estimator's: budgets of B·K per step stay exact (``egm compare``)."""
-        from .buffer_guard import energy_outlier_mask
-
-        e = self.comp.energy(x)
-        if not e.is_floating_point():  # a broken energy: the first training step's check reports it clearly
-            return x
-        e = e.float()
-        ref = None
-        if self.buffer.size > 0:
-            n_ref = min(self.buffer.size, batch_size(x))
-            ref = self.comp.energy(self.buffer.sample(n_ref, self.gen)).float()
-        keep = energy_outlier_mask(e, ref)
+        keep = self._energy_outlier_keep(x)
         n_keep = int(keep.sum())  # the same one sync per refill
         if n_keep == 0:  # nothing finite to compare (a broken energy): the first step's check reports it
             return x
@@ -453,6 +445,20 @@ class Trainer:
             self._log({"step": self.step, "outer": self.outer, "buffer_dropped_outliers": len(keep) - n_keep})
             x = index(x, keep)
         return x
+
+    def _energy_outlier_keep(self, x: State) -> torch.Tensor:
+        """Refill rows the buffer guard keeps (the data-parallel trainer makes every rank keep rank 0's)."""
+        from .buffer_guard import energy_outlier_mask
+
+        e = self.comp.energy(x)
+        if not e.is_floating_point():  # a broken energy: the first training step's check reports it clearly
+            return torch.ones(batch_size(x), dtype=torch.bool, device=self.device)
+        e = e.float()
+        ref = None
+        if self.buffer.size > 0:
+            n_ref = min(self.buffer.size, batch_size(x))
+            ref = self.comp.energy(self.buffer.sample(n_ref, self.gen)).float()
+        return energy_outlier_mask(e, ref)
 
     # ------------------------------------------------------------------ loop
     #: False on the ranks > 0 of a data-parallel run: they neither log, evaluate nor write files
@@ -463,7 +469,8 @@ class Trainer:
         return limit is not None and self.elapsed + time.perf_counter() - t0 > limit
 
     def fit(self, evaluate_at_end: bool = True) -> dict | None:
-        tc = self.cfg.train
+        if not self.is_main:  # the other ranks of a data-parallel run never touch the run folder
+            return self._fit(evaluate_at_end)
         if not self.folder.locked:  # library use (Trainer(cfg, dir).fit()); the CLI took the lock already
             self.folder.open_for_writing()
         try:
