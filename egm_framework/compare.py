@@ -263,7 +263,7 @@ def run_compare(cfg: RunConfig, out: Path, settings: CompareSettings, registry: 
         raise ConfigError(f"--metric {metric!r} has no noise floor here; metrics: "
                           f"{', '.join(k[:-6] for k in last if k.endswith('/floor'))}")
     result = {"config": cfg.name, "chains": chains, "ground_truth": method, "budget_energy_evals": budget_e,
-              "budget_seconds": round(budget_s, 3), "matched": {"energy_evals": bool(match_e), "seconds": bool(match_s)}, "egm": {"curve": egm_curve, "steps": trainer.step},
+              "budget_seconds": round(budget_s, 4), "matched": {"energy_evals": bool(match_e), "seconds": bool(match_s)}, "egm": {"curve": egm_curve, "steps": trainer.step},
               "baselines": baselines, "skipped": skipped, "metrics": [m for m in ("E-W1", key) if m],
               "floors": {m: last.get(f"{m}/floor") for m in ("E-W1", key) if m}}
     out.mkdir(parents=True, exist_ok=True)
