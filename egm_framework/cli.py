@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--points", type=int, default=12, help="evaluations per curve (default 12)")
     m.add_argument("--baseline-max-seconds", type=float, help="stop a baseline after this many seconds "
                    "(default: 2 × EGM's seconds + 60)")
+    m.add_argument("--egm-max-seconds", type=float, metavar="S",
+                   help="stop EGM's training after S seconds even if the energy budget is not used up; the baselines "
+                   "then match the energy evaluations EGM did use (unlike --budget-seconds, not its seconds)")
     m.add_argument("--device")
 
     sub.add_parser("plugins", help="installed plugins as JSON")
@@ -303,7 +306,8 @@ def _compare(args) -> int:
             raise ConfigError("--baselines needs at least one name (see `egm components baseline`)")
     settings = CompareSettings(budget_energy_evals=int(budget) if budget is not None else None,
                                budget_seconds=args.budget_seconds, baselines=names, chains=args.chains,
-                               metric=args.metric, points=args.points, baseline_max_seconds=args.baseline_max_seconds)
+                               metric=args.metric, points=args.points, baseline_max_seconds=args.baseline_max_seconds,
+                               egm_max_seconds=args.egm_max_seconds)
     out = Path(args.out) if args.out else Path("runs") / f"compare-{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_compare(cfg, out, settings, device=args.device)
     print((out / "compare.md").read_text())

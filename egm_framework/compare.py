@@ -51,6 +51,9 @@ class CompareSettings:
     points: int = 12
     #: a baseline stops at this many seconds even if it has not used EGM's energy evaluations
     baseline_max_seconds: float | None = None
+    #: cap on EGM's training seconds that the baselines do not match (they match the energy evaluations
+    #: EGM used): for a slow EGM run under an energy budget; the learning-rate schedule anneals to it
+    egm_max_seconds: float | None = None
 
 
 def _sync(device: torch.device) -> None:
@@ -100,8 +103,10 @@ def train_egm(cfg: RunConfig, out: Path, s: CompareSettings, ref, ref2, registry
     if budget_e is None and s.budget_seconds is None:
         budget_e = cfg.train.outer_iterations * inner * per_step
     steps_est = math.ceil(budget_e / per_step) if budget_e else cfg.train.outer_iterations * inner
+    cap = s.egm_max_seconds
     cfg = attrs.evolve(cfg, train=attrs.evolve(cfg.train, outer_iterations=max(1, math.ceil(steps_est / inner)),
-                                               progress=False, eval_every=0))
+                                               progress=False, eval_every=0,
+                                               max_seconds=cap if cap is not None else cfg.train.max_seconds))
     trainer = Trainer(cfg, out, registry=registry, device=device)
     trainer.folder.open_for_writing()  # the run's lock: only its holder writes config, log and checkpoints
     trainer._write_config()
@@ -111,14 +116,17 @@ def train_egm(cfg: RunConfig, out: Path, s: CompareSettings, ref, ref2, registry
                          _grid(max(1.0, s.budget_seconds / 200), s.budget_seconds, s.points) if s.budget_seconds else [])
     curve: list[Point] = []
     dev = trainer.device
+    stopped = "used the energy budget" if budget_e is not None else "used the time budget"
     while True:
         _sync(dev)
         t0 = time.perf_counter()
+        trainer._t0 = t0  # the cosine schedule's time fraction (with a time cap) counts training time only
         if trainer.step % inner == 0:
             trainer.refill_buffer()
         trainer.train_step()
         _sync(dev)
         trainer.elapsed += time.perf_counter() - t0
+        trainer._t0 = None
         if trainer.step == 1 and budget_e and cfg.estimator.kind == "bootstrap":
             # bootstrap costs vary with the share of rows at r = 1: re-size the cosine schedule
             trainer.total_steps = max(1, math.ceil(budget_e / max(trainer.energy_evals, 1)))
@@ -126,8 +134,11 @@ def train_egm(cfg: RunConfig, out: Path, s: CompareSettings, ref, ref2, registry
             trainer.outer += 1
         if trainer.step % cfg.train.log_every == 0:
             trainer._log(trainer._flush_stats())
-        done = (budget_e is not None and trainer.energy_evals >= budget_e) or (
+        capped = cap is not None and trainer.elapsed >= cap
+        done = capped or (budget_e is not None and trainer.energy_evals >= budget_e) or (
             s.budget_seconds is not None and trainer.elapsed >= s.budget_seconds)
+        if capped and not (budget_e is not None and trainer.energy_evals >= budget_e):
+            stopped = f"time cap {cap:g} s (--egm-max-seconds) reached before the energy budget"
         if marks.due(trainer.energy_evals, trainer.elapsed) or done:
             g_eval.manual_seed(cfg.eval.seed)
             x = trainer.sample(n, cfg.train.buffer_sample_steps, generator=g_eval)
@@ -143,6 +154,7 @@ def train_egm(cfg: RunConfig, out: Path, s: CompareSettings, ref, ref2, registry
         trainer._log(trainer._flush_stats())
     trainer.save_checkpoint()
     trainer.folder.release_lock()
+    trainer.compare_stopped = stopped
     return curve, trainer
 
 
@@ -229,6 +241,8 @@ def run_compare(cfg: RunConfig, out: Path, settings: CompareSettings, registry: 
         raise ConfigError("--budget-energy-evals must be ≥ 1")
     if settings.budget_seconds is not None and not settings.budget_seconds > 0:
         raise ConfigError("--budget-seconds must be > 0")
+    if settings.egm_max_seconds is not None and not settings.egm_max_seconds > 0:
+        raise ConfigError(f"--egm-max-seconds must be > 0, got {settings.egm_max_seconds}")
     out = Path(out)
     if (out / "compare.json").exists() or (out / "egm" / "checkpoints" / "last.pt").exists():
         raise ConfigError(f"{out} already holds a comparison; choose another --out")
@@ -263,7 +277,7 @@ def run_compare(cfg: RunConfig, out: Path, settings: CompareSettings, registry: 
         raise ConfigError(f"--metric {metric!r} has no noise floor here; metrics: "
                           f"{', '.join(k[:-6] for k in last if k.endswith('/floor'))}")
     result = {"config": cfg.name, "chains": chains, "ground_truth": method, "budget_energy_evals": budget_e,
-              "budget_seconds": round(budget_s, 4), "matched": {"energy_evals": bool(match_e), "seconds": bool(match_s)}, "egm": {"curve": egm_curve, "steps": trainer.step},
+              "budget_seconds": round(budget_s, 4), "matched": {"energy_evals": bool(match_e), "seconds": bool(match_s)}, "egm": {"curve": egm_curve, "steps": trainer.step, "stopped": trainer.compare_stopped},
               "baselines": baselines, "skipped": skipped, "metrics": [m for m in ("E-W1", key) if m],
               "floors": {m: last.get(f"{m}/floor") for m in ("E-W1", key) if m}}
     out.mkdir(parents=True, exist_ok=True)
@@ -310,7 +324,8 @@ def compare_table(r: dict) -> str:
         cells += list(reach_cells(curve, r["floors"].get("E-W1")))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "'not reached': not within the method's whole run. A baseline that used the matched energy budget in "
-              "fewer seconds than EGM shows its last value in the seconds columns. Baselines:"]
+              "fewer seconds than EGM shows its last value in the seconds columns.",
+              f"EGM: {r['egm']['steps']} training steps; {r['egm'].get('stopped', 'used the budget')}. Baselines:"]
     for b in r["baselines"]:
         lines.append(f"- `{b['name']}`: {b['description']}; {b['curve'][-1]['sweeps']} sweeps; {b['stopped']}.")
     for nm, why in r["skipped"].items():

@@ -163,3 +163,23 @@ def test_compare_by_wall_clock_runs_baselines_for_egms_seconds(tmp_path):
     (b,) = r["baselines"]
     assert b["name"] == "metropolis" and b["curve"][-1]["seconds"] >= r["budget_seconds"]
     assert b["curve"][-1]["energy_evals"] == 16 * (1 + b["curve"][-1]["sweeps"])  # one proposal per chain and sweep
+
+
+def test_egm_time_cap_stops_egm_and_baselines_match_its_energy_evals(tmp_path):
+    from egm_framework.compare import CompareSettings, run_compare
+
+    cfg = config_from_dict(tiny_dict())
+    r = run_compare(cfg, tmp_path / "c", CompareSettings(budget_energy_evals=10**12, egm_max_seconds=0.5,
+                                                         baselines=("metropolis",), points=3), log=lambda m: None)
+    assert "time cap" in r["egm"]["stopped"] and r["matched"] == {"energy_evals": True, "seconds": False}
+    assert r["budget_energy_evals"] < 10**12 and r["egm"]["curve"][-1]["seconds"] >= 0.5
+    (b,) = r["baselines"]
+    assert b["curve"][-1]["energy_evals"] >= r["budget_energy_evals"]
+    assert "time cap 0.5 s" in (tmp_path / "c" / "compare.md").read_text()
+
+
+def test_egm_time_cap_must_be_positive(tmp_path):
+    from egm_framework.compare import CompareSettings, run_compare
+
+    with pytest.raises(ConfigError, match="--egm-max-seconds must be > 0"):
+        run_compare(config_from_dict(tiny_dict()), tmp_path / "c", CompareSettings(egm_max_seconds=0.0))
