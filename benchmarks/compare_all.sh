@@ -10,10 +10,15 @@ cd "$(dirname "$0")/.."
 EGM=${1:-.venv/bin/egm}
 OUT=${OUT:-runs/compare}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-TASKS=${TASKS:-"ising5_plain ising10_b02_plain ising10_b03_plain ising10_b04407_plain gmm25_flow_plain gb_rbm_plain joint_mog_plain dw4_flow_plain joint_dw4_plain ising5_boot gb_rbm_boot"}
+TASKS=${TASKS:-"ising5_plain ising10_b02_plain ising10_b03_plain ising10_b04407_plain gmm25_flow_plain gb_rbm_plain joint_mog_plain dw4_flow_plain joint_dw4_plain ising5_boot gb_rbm_boot ising10_b03_boot ising10_b04407_boot joint_mog_boot gmm25_flow_boot ising10_b02_boot dw4_flow_boot joint_dw4_boot"}
 ISING10="--set network.channels=32 --set network.layers=4 --set train.buffer_refresh=500 --set train.batch_size=256 --set estimator.num_proposals=512"
 SMALL="--set train.batch_size=256 --set estimator.num_proposals=256"
 BOOT="--set estimator.energy_ema_decay=0.99 --set estimator.energy_ema_start=0.0"
+# bootstrapped runs cost far fewer energy evaluations per step than plain ones: their energy budget is the
+# plain row's, and --egm-max-seconds caps EGM's training (the baselines then match the evaluations it used)
+CAP="--egm-max-seconds ${CAP_SECONDS:-480}"
+ISING10_BOOT="--set network.channels=32 --set network.layers=4 --set train.buffer_refresh=500 --set train.batch_size=64 --set estimator.num_proposals=64 --set estimator.delta=0.1 $BOOT $CAP"
+SMALL_BOOT="--set train.batch_size=128 --set estimator.num_proposals=256 $BOOT $CAP"
 declare -A ARGS=(
   [ising5_plain]="--budget-energy-evals 3e8"
   [ising10_b02_plain]="--budget-energy-evals 4e7 $ISING10"
@@ -26,6 +31,13 @@ declare -A ARGS=(
   [joint_dw4_plain]="--budget-energy-evals 5e7 $SMALL"
   [ising5_boot]="--budget-energy-evals 1e7 --set train.batch_size=128 --set estimator.num_proposals=256 $BOOT"
   [gb_rbm_boot]="--budget-energy-evals 2e7 --set train.batch_size=128 --set estimator.num_proposals=256 $BOOT"
+  [ising10_b02_boot]="--budget-energy-evals 4e7 $ISING10_BOOT"
+  [ising10_b03_boot]="--budget-energy-evals 4e7 $ISING10_BOOT"
+  [ising10_b04407_boot]="--budget-energy-evals 4e7 $ISING10_BOOT"
+  [gmm25_flow_boot]="--budget-energy-evals 5e7 $SMALL_BOOT --set train.buffer_refresh=1000"
+  [joint_mog_boot]="--budget-energy-evals 5e7 $SMALL_BOOT"
+  [dw4_flow_boot]="--budget-energy-evals 5e7 $SMALL_BOOT --set train.buffer_refresh=1000"
+  [joint_dw4_boot]="--budget-energy-evals 5e7 $SMALL_BOOT"
 )
 mkdir -p "$OUT"
 for t in $TASKS; do
