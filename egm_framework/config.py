@@ -179,6 +179,10 @@ class TrainConfig:
     eval_samples: int = attrs.field(default=500, validator=_num(2, integer=True))
     #: log averaged loss/ESS every this many inner steps
     log_every: int = attrs.field(default=25, validator=_num(1, integer=True))
+    #: exponential moving average of the sampler network's weights, used for every simulation (buffer
+    #: refills, evaluation, `egm sample`/`estimate`); 0: off (the raw weights). The decay ramps up as
+    #: min(ema_decay, (1 + step)/(10 + step)), so early refills are not stuck at the initialization
+    ema_decay: float = attrs.field(default=0.0, validator=_num(0, 1, hi_open=True))
     #: stop training after this many seconds (then checkpoint and evaluate); None: no limit
     max_seconds: float | None = attrs.field(default=None, validator=_num(0, lo_open=True, optional=True))
     progress: bool = attrs.field(default=True, validator=_bool)

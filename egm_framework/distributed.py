@@ -230,7 +230,7 @@ class DataParallelTrainer(Trainer):
         return top, out[0], out[1], (tree_map(lambda _: next(it), acc) if acc is not None else None)
 
     def _replicated_tensors(self) -> list[torch.Tensor]:
-        mods = [m for m in (self.model, self.energy_net, self.energy_ema) if m is not None]
+        mods = [m for m in (self.model, self.model_ema, self.energy_net, self.energy_ema) if m is not None]
         return [t.data for m in mods for t in (*m.parameters(), *m.buffers())]
 
     @staticmethod

@@ -54,7 +54,7 @@ RUN_DIRS = ("checkpoints", "figures")
 RESUMABLE_KEYS = ("train.outer_iterations", "train.inner_iterations", "train.max_seconds", "train.lr",
                   "train.lr_final", "train.grad_clip", "train.device", "train.progress", "train.log_every",
                   "train.checkpoint_every", "train.eval_every", "train.eval_samples", "train.batch_size",
-                  "train.buffer_refresh", "train.buffer_sample_steps", "train.batch_shards", "train.proposal_shards",
+                  "train.buffer_refresh", "train.buffer_sample_steps", "train.ema_decay", "train.batch_shards", "train.proposal_shards",
                   "estimator.chunk_memory_mb", "estimator.num_proposals", "eval.*")
 
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}

@@ -8,7 +8,7 @@ Mixture schedules κ_t (discrete paths ``masked``, ``uniform``):
 
 Affine schedules (α_t, σ_t) (continuous path ``affine``; ``cond_ot`` and ``ve`` fix theirs):
 
-- ``cond_ot``: α_t = t, σ_t = 1 − t
+- ``cond_ot``: α_t = t, σ_t = σ_0 (1 − t) (prior N(0, σ_0² I); σ_0 = ``sigma0``, default 1)
 - ``vp`` (``vp_cosine``): α_t = sin(πt/2), σ_t = cos(πt/2)  (variance preserving: α² + σ² = 1)
 - ``ve``: α_t = 1, σ_t² = σ_min²((σ_max/σ_min)^{2(1−t)} − 1)
 
@@ -95,12 +95,17 @@ class CosineSchedule(MixtureSchedule):
 
 # ------------------------------------------------------------------------------------ affine (α_t, σ_t)
 class CondOTSchedule(AffineSchedule):
-    r"""α_t = t, σ_t = 1 − t (the linear, conditional optimal-transport path).
+    r"""α_t = t, σ_t = σ_0 (1 − t) (the linear, conditional optimal-transport path from N(0, σ_0² I)).
 
-    Bridge in a form stable for r → t: a = t/r, v = ((r − t)/r)((1 − t) + t(1 − r)/r),
-    v̇ = −2(1 − t) − 2t((1 − r)/r)²."""
+    ``sigma0`` = σ_0 sets the prior's scale: the default 1 is the usual path; a σ_0 near the target's
+    spread makes the flow from prior to target gentler (nearly the identity for a target ≈ N(0, σ_0² I)).
+    Bridge in a form stable for r → t: a = t/r, v = σ_0² ((r − t)/r)((1 − t) + t(1 − r)/r),
+    v̇ = −2σ_0² ((1 − t) + t((1 − r)/r)²)."""
 
     name = "cond_ot"
+
+    def __init__(self, sigma0: float = 1.0):
+        self.sigma0 = number(sigma0, "cond_ot schedule: sigma0", positive=True)
 
     def alpha(self, t):
         return t
@@ -109,18 +114,23 @@ class CondOTSchedule(AffineSchedule):
         return torch.ones_like(t)
 
     def sigma(self, t):
-        return 1 - t
+        return self.sigma0 * (1 - t)
 
     def sigma_dot(self, t):
-        return -torch.ones_like(t)
+        return torch.full_like(t, -self.sigma0)
 
     def snr_inverse(self, snr):
-        return snr / (1 + snr)
+        q = self.sigma0 * snr
+        return q / (1 + q)
 
     def bridge(self, t, r):
         t, r = t.float(), r.float()
         c = (1 - r) / r
-        return t / r, 1.0 / r, ((r - t) / r) * ((1 - t) + t * c), -2 * (1 - t) - 2 * t * c * c
+        s2 = self.sigma0 ** 2
+        return t / r, 1.0 / r, s2 * ((r - t) / r) * ((1 - t) + t * c), -2 * s2 * ((1 - t) + t * c * c)
+
+    def describe(self):
+        return {"name": self.name, "sigma0": self.sigma0}
 
 
 class VPSchedule(AffineSchedule):

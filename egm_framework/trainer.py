@@ -141,6 +141,8 @@ class Trainer:
         self.model = self.comp.network.to(self.device)
         self.energy_net = self.comp.energy_network.to(self.device) if self.comp.energy_network is not None else None
         self.energy_ema = copy.deepcopy(self.energy_net).requires_grad_(False) if self.energy_net is not None else None
+        #: EMA of the sampler's weights (train.ema_decay > 0): what every simulation uses
+        self.model_ema = copy.deepcopy(self.model).requires_grad_(False).eval() if tc.ema_decay > 0 else None
         preflight(self.comp, cfg, self.device)
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(tc.seed)
@@ -198,7 +200,8 @@ class Trainer:
         return self.energy_ema(x, r)
 
     def model_fn(self, x: State, t: torch.Tensor):
-        return self.model(x, t)
+        """The sampler network as the simulations see it: its EMA copy when train.ema_decay > 0."""
+        return (self.model_ema if self.model_ema is not None else self.model)(x, t)
 
     @torch.no_grad()
     def sample(self, n: int, steps: int, generator: torch.Generator | None = None, chunk: int = 5000) -> State:
@@ -367,6 +370,8 @@ class Trainer:
         self.step += 1
         if self.energy_net is not None:
             self._update_ema()
+        if self.model_ema is not None:
+            self._update_sampler_ema()
         self._record(loss, eloss, b.t, b.ess,
                      None if erows is None else (erows, b.t_e, self.energy_loss_fn.valid_rows(b.e_target)),
                      b.log_mean_weight)
@@ -403,6 +408,14 @@ class Trainer:
         ema_p = list(self.energy_ema.parameters())
         p = [q.detach() for q in self.energy_net.parameters()]
         torch._foreach_lerp_(ema_p, p, 1.0 - decay)
+
+    @torch.no_grad()
+    def _update_sampler_ema(self) -> None:
+        decay = min(self.cfg.train.ema_decay, (1.0 + self.step) / (10.0 + self.step))
+        ema_p = list(self.model_ema.parameters())
+        torch._foreach_lerp_(ema_p, [q.detach() for q in self.model.parameters()], 1.0 - decay)
+        for b_ema, b in zip(self.model_ema.buffers(), self.model.buffers()):
+            b_ema.copy_(b)
 
     def refill_buffer(self) -> None:
         """Add freshly simulated model samples; rows with non-finite coordinates (a sampler that blew
@@ -577,6 +590,8 @@ class Trainer:
             d["energy_network"] = self.energy_net.state_dict()
             d["energy_ema"] = self.energy_ema.state_dict()
             d["energy_regression"] = self.energy_loss_fn.state_dict()
+        if self.model_ema is not None:
+            d["model_ema"] = self.model_ema.state_dict()
         return d
 
     def load_state_dict(self, d: dict, source: str = "the checkpoint") -> None:
@@ -593,6 +608,9 @@ class Trainer:
 
     def _load_state_dict(self, d: dict) -> None:
         self.model.load_state_dict(d["model"])
+        if self.model_ema is not None:
+            # a checkpoint without it (EMA switched on at resume): the average starts from the weights
+            self.model_ema.load_state_dict(d["model_ema"] if "model_ema" in d else d["model"])
         self.optimizer.load_state_dict(d["optimizer"])
         self.scheduler.load_state_dict(d["scheduler"])
         self.buffer.load_state_dict(d["buffer"], self.device)

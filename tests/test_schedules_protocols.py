@@ -26,6 +26,8 @@ def _schedules(family):
         obj = reg.create("schedule", name)
         if isinstance(obj, family):
             out.append(obj)
+    if family is AffineSchedule:
+        out.append(reg.create("schedule", "cond_ot", sigma0=3.0))  # the scaled prior N(0, 9 I)
     return out
 
 

@@ -185,8 +185,13 @@ class AffinePath(GaussianBridgePath):
 
 
 class CondOTPath(AffinePath):
-    r"""Linear (conditional optimal-transport) path: x_t = t x_1 + (1 − t) x_0, x_0 ~ N(0, I)
-    (the ``affine`` path with the ``cond_ot`` schedule).
+    r"""Linear (conditional optimal-transport) path: x_t = t x_1 + (1 − t) x_0, x_0 ~ N(0, σ_0² I)
+    (the ``affine`` path with the ``cond_ot`` schedule); ``sigma0`` = σ_0, default 1. The formulas
+    below are for σ_0 = 1; a σ_0 ≠ 1 multiplies every variance by σ_0².
+
+    A σ_0 near the target's spread (e.g. 7 for GMM-25, whose coordinates have std 7.1) makes the
+    marginal flow gentler than from N(0, I): the network then learns a map close to the identity
+    instead of one that stretches a unit ball over the whole target.
 
     p_{t|1}(x | x_1) = N(t x_1, (1 − t)² I). Bridge for t ≤ r ≤ 1:
 
@@ -204,15 +209,16 @@ class CondOTPath(AffinePath):
 
     name = "cond_ot"
 
-    def __init__(self, space: EuclideanSpace, t_min: float = 0.01, t_max: float = 0.999):
+    def __init__(self, space: EuclideanSpace, t_min: float = 0.01, t_max: float = 0.999, sigma0: float = 1.0):
         t_min = _as_float(t_min, "t_min")
         t_max = _as_float(t_max, "t_max")
         if not 0.0 < t_min < t_max < 1.0:
             raise ValueError(f"cond_ot needs 0 < t_min < t_max < 1, got t_min={t_min}, t_max={t_max}")
-        super().__init__(space, CondOTSchedule(), t_min, t_max)
+        super().__init__(space, CondOTSchedule(_as_float(sigma0, "sigma0")), t_min, t_max)
+        self.sigma0 = self.schedule.sigma0
 
     def describe(self) -> dict:
-        return {"name": self.name, "t_min": self.t_min, "t_max": self.t_max}
+        return {"name": self.name, "t_min": self.t_min, "t_max": self.t_max, "sigma0": self.sigma0}
 
 
 class VEPath(AffinePath):

@@ -18,6 +18,8 @@ K = 20000
 
 def _path(kind):
     space = EuclideanSpace(dim=2)
+    if kind == "cond_ot_s3":  # the scaled prior N(0, 9 I)
+        return CondOTPath(space, sigma0=3.0)
     return CondOTPath(space) if kind == "cond_ot" else VEPath(space, sigma_min=0.01, sigma_max=2.0)
 
 
@@ -52,7 +54,8 @@ def _expected(gp, truth, x, t, path):
 V = {"parametrization": "velocity"}
 CASES = [("cond_ot", FlowGenerator(**V)), ("cond_ot", DiffusionGenerator(g=1.0, **V)),
          ("ve", FlowGenerator(**V)), ("ve", DiffusionGenerator(g="ve", **V)), ("ve", DiffusionGenerator(g=0.5, **V)),
-         ("cond_ot", FlowGenerator(parametrization="endpoint")),
+         ("cond_ot", FlowGenerator(parametrization="endpoint")), ("cond_ot_s3", FlowGenerator(**V)),
+         ("cond_ot_s3", DiffusionGenerator(g=1.0, **V)), ("cond_ot_s3", FlowGenerator(parametrization="endpoint")),
          ("ve", DiffusionGenerator(g="ve", parametrization="endpoint"))]
 IDS = [f"{k}-{g.name}-{getattr(g, 'g', '')}-{g.parametrization}" for k, g in CASES]
 
