@@ -30,7 +30,7 @@ from egm_framework.trainer import Trainer
 
 
 def load(run: str) -> Trainer:
-    return Trainer.resume(run, device="cpu")
+    return Trainer.open(run, device="cpu")  # read-only: takes no lock, writes nothing
 
 
 def with_q(tr: Trainer, n: int, seed: int = 0, steps: int | None = None):
@@ -112,14 +112,23 @@ def cmd_mh(args) -> dict:
     tau = ex.integrated_autocorr_time(st["energy"][chain])
     thin = max(1, args.proposals // args.n)
     picked = chain[::thin][: args.n]
-    ref, ref2, method = ground_truth_sets(e, args.n, tr.cfg.eval.ground_truth_seed, "cpu")
-    er, er2 = statistics(e, ref)["energy"], statistics(e, ref2)["energy"]
     raw = st["energy"][: args.n]
+    # every E-W1 below is the mean over `repeats` independent ground-truth pairs (seeds ground_truth_seed + k):
+    # one 2,000-against-2,000 value scatters by ~25 %, more than the 1.5× the issue asks to resolve
+    w_raw, w_mh, w_floor = [], [], []
+    for k in range(args.repeats):
+        ref, ref2, method = ground_truth_sets(e, args.n, tr.cfg.eval.ground_truth_seed + k, "cpu")
+        er, er2 = statistics(e, ref)["energy"], statistics(e, ref2)["energy"]
+        w_raw.append(wasserstein_1d(raw, er))
+        w_mh.append(wasserstein_1d(st["energy"][picked], er))
+        w_floor.append(wasserstein_1d(er2, er))
+    mean = lambda v: float(np.mean(v))  # noqa: E731
     return {"run": args.run, "step": tr.step, "steps": args.steps, "proposals": args.proposals,
-            "n": int(picked.size), "thin": thin,
+            "n": int(picked.size), "thin": thin, "repeats": args.repeats,
             "ess_fraction": ex.ess_fraction(lw), "acceptance_rate": acc, "energy_autocorr_time": tau,
-            "E-W1_raw": wasserstein_1d(raw, er), "E-W1_mh": wasserstein_1d(st["energy"][picked], er),
-            "E-W1_floor": wasserstein_1d(er2, er), "ground_truth": method}
+            "E-W1_raw": mean(w_raw), "E-W1_mh": mean(w_mh), "E-W1_floor": mean(w_floor),
+            "E-W1_floor_each": [round(float(v), 5) for v in w_floor], "mh_over_floor": mean(w_mh) / mean(w_floor),
+            "ground_truth": method}
 
 
 def cmd_cost(args) -> dict:
@@ -167,6 +176,7 @@ def main() -> None:
             c.add_argument("--floor-repeats", type=int, default=5)
         if name == "mh":
             c.add_argument("--proposals", type=int, default=20000)
+            c.add_argument("--repeats", type=int, default=5, help="independent ground-truth pairs averaged")
         if name == "cost":
             c.add_argument("--repeat", type=int, default=3)
     args = p.parse_args()

@@ -28,6 +28,10 @@ BOOT = ["train.batch_size=128", "estimator.num_proposals=128", "train.buffer_ref
         "eval.num_samples=2000", "estimator.energy_ema_decay=0.99", "estimator.energy_ema_start=0.0"]
 VEL = ['generator.parametrization="velocity"']
 END = ['generator.parametrization="endpoint"']
+# cond-OT from N(0, 7² I); the velocity clip scaled with it (typical |x_1 − σ0 x_0| grows with σ0)
+SIGMA7 = ['path={name="cond_ot", sigma0=7.0}', "generator.clip_norm=100.0"]
+EMA = ["train.ema_decay=0.999"]
+FOURIER = ["network.fourier_features=64", "network.fourier_scale=2.0"]
 MIX_VEL = ['generator.continuous={name="flow", parametrization="velocity", clip_norm=20.0}']
 MIX_END = ['generator.continuous={name="flow", parametrization="endpoint"}']
 
@@ -45,6 +49,15 @@ EXPERIMENTS: dict[str, tuple[str, list[str]]] = {
     # gmm25_flow_endpoint_long and dw4_egnn_velocity are defined but were not run for docs/results.md (CPU time)
     "gmm25_flow_endpoint_long": ("configs/gmm25_flow_plain.toml", CPU + outer(100) + END),
     "gmm25_flow_boot_velocity": ("configs/gmm25_flow_boot.toml", BOOT + outer(20) + VEL),
+    # the prior's scale (cond-OT from N(0, 7² I): GMM-25's coordinates have std 7.1) and the sampler EMA
+    "gmm25_flow_sigma7": ("configs/gmm25_flow_plain.toml", CPU + outer(30) + VEL + SIGMA7),
+    "gmm25_flow_ema": ("configs/gmm25_flow_plain.toml", CPU + outer(30) + VEL + EMA),
+    "gmm25_flow_sigma7_ema": ("configs/gmm25_flow_plain.toml", CPU + outer(30) + VEL + SIGMA7 + EMA),
+    "gmm25_flow_sigma7_endpoint": ("configs/gmm25_flow_plain.toml", CPU + outer(30) + END + SIGMA7),
+    # random Fourier features of x (the MLP's spectral bias smooths the field's split between modes)
+    "gmm25_flow_fourier": ("configs/gmm25_flow_plain.toml", CPU + outer(30) + VEL + FOURIER),
+    "gmm25_flow_fourier_ema": ("configs/gmm25_flow_plain.toml", CPU + outer(30) + VEL + FOURIER + EMA),
+    "gmm25_flow_fourier_long": ("configs/gmm25_flow_plain.toml", CPU + outer(100) + VEL + FOURIER + EMA),
     # DW-4 with the (bounded) EGNN
     "dw4_egnn_velocity": ("configs/dw4_flow_plain.toml", CPU + outer(10) + VEL),
     "dw4_egnn_endpoint": ("configs/dw4_flow_plain.toml", CPU + outer(10) + END),
