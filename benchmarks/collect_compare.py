@@ -16,8 +16,10 @@ import sys
 from pathlib import Path
 
 BEGIN, END = "<!-- compare:begin -->", "<!-- compare:end -->"
-ORDER = ["ising5_plain", "ising5_boot", "ising10_b02_plain", "ising10_b03_plain", "ising10_b04407_plain",
-         "gmm25_flow_plain", "dw4_flow_plain", "gb_rbm_plain", "gb_rbm_boot", "joint_mog_plain", "joint_dw4_plain"]
+ORDER = ["ising5_plain", "ising5_boot", "ising10_b02_plain", "ising10_b02_boot", "ising10_b03_plain", "ising10_b03_boot",
+         "ising10_b04407_plain", "ising10_b04407_boot", "gmm25_flow_plain", "gmm25_flow_boot", "dw4_flow_plain",
+         "dw4_flow_boot", "gb_rbm_plain", "gb_rbm_boot", "joint_mog_plain", "joint_mog_boot", "joint_dw4_plain",
+         "joint_dw4_boot"]
 ALL_SHIPPED = ["ising5_plain", "ising5_boot", "ising10_b02_plain", "ising10_b02_boot", "ising10_b03_plain",
                "ising10_b03_boot", "ising10_b04407_plain", "ising10_b04407_boot", "gmm25_flow_plain",
                "gmm25_flow_boot", "gmm25_diffusion_plain", "gmm25_diffusion_boot", "dw4_flow_plain", "dw4_flow_boot",
@@ -74,19 +76,25 @@ def section(results: dict[str, dict], commands: dict[str, str]) -> str:
              "chains, against the **same** ground-truth set, whose noise floor is a second independent set of "
              "that size. The columns give the energy evaluations and seconds at the first checkpoint with "
              "**E-W1 ≤ 2× floor**, and E-W1/floor at the end of the budget. Seconds exclude evaluations and were "
-             "measured one run at a time with one thread on the shared 2-core development machine (other "
-             "processes running): read them as rough. Commands under the table; the figures draw E-W1/floor and "
+             "measured with one thread on the 2-core development machine while other jobs ran (the plain rows "
+             "under a load of 10–15, the bootstrapped rows beside one other job): read them as rough. Commands under the table; the figures draw E-W1/floor and "
              "the task's second metric against energy evaluations and against seconds.", "",
-             "| task | chains | budget (energy evals) | EGM: evals / s to E-W1 ≤ 2× floor | best baseline | "
+             "Bootstrapped rows (`*_boot`) use the plain row's energy budget, but a bootstrapped step calls the "
+             "true energy only on its r = 1 rows and its energy-network targets, so such a run would take far "
+             "longer to spend it: `--egm-max-seconds` caps its training, and the baselines then match the energy "
+             "evaluations it did use (its budget column). 'EGM steps' gives the training steps and why EGM stopped.",
+             "",
+             "| task | chains | budget (energy evals) | EGM steps | EGM: evals / s to E-W1 ≤ 2× floor | best baseline | "
              "its evals / s | E-W1/floor at budget, EGM / baseline | second metric | its value/floor at budget, "
              "EGM / baseline |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|"]
     losses = []
     for name in [n for n in ORDER if n in results] + sorted(set(results) - set(ORDER)):
         r = results[name]
         s = summarize(r)
         be = r["budget_energy_evals"]
-        lines.append(f"| {name} | {r['chains']} | {_g(be)} | {reach_text(s['egm'], be)} | {s['best']} | "
+        stop = "time cap" if "time cap" in r["egm"].get("stopped", "") else "budget"
+        lines.append(f"| {name} | {r['chains']} | {_g(be)} | {r['egm']['steps']} ({stop}) | {reach_text(s['egm'], be)} | {s['best']} | "
                      f"{reach_text(s['base'], be)} | {_g(s['egm']['at_budget'])} / {_g(s['base']['at_budget'])} | "
                      f"{r['metrics'][1] if len(r['metrics']) > 1 else '—'} | "
                      f"{_g(s['egm']['second'])} / {_g(s['base']['second'])} |")
@@ -100,7 +108,7 @@ def section(results: dict[str, dict], commands: dict[str, str]) -> str:
               "leave the band again (see the figures)."]
     lines += ["", "Not run (CPU time): " + ", ".join(n for n in ALL_SHIPPED if n not in results) + ". No GPU rows: "
               "`bash benchmarks/gpu_check.sh` (the GPU-sized shipped configs and `benchmarks/step_time.py --device "
-              "cuda`, each under a time limit) is prepared but has not been run, no GPU being available.", ""]
+              "cuda`, each under a time limit) is prepared but has not been run: no GPU was lent to this task.", ""]
     if losses:
         lines += [f"**Where EGM loses:** on {', '.join(losses)} the best baseline reaches E-W1 ≤ 2× floor with fewer "
                   "energy evaluations than EGM (and, per second, MCMC sweeps are far cheaper than EGM steps on "

@@ -135,7 +135,9 @@ def build_mlp(space: StateSpace, output_shapes: Any, hidden: int = 128, layers: 
 
 def build_resmlp(space: StateSpace, output_shapes: Any, hidden: int = 128, blocks: int = 3,
                  time_embedding: int = 32, token_embedding: int = 8, activation: str = "silu",
-                 zero_init: bool = True) -> nn.Module:
-    """Residual MLP trunk (pre-norm blocks) with one head per output (any state space)."""
+                 zero_init: bool = True, fourier_features: int = 0, fourier_scale: float = 1.0) -> nn.Module:
+    """Residual MLP trunk (pre-norm blocks) with one head per output (any state space); Fourier
+    features as in ``mlp``."""
     return MLPNetwork(space, output_shapes, hidden=hidden, layers=blocks, time_embedding=time_embedding,
-                      token_embedding=token_embedding, activation=activation, residual=True, zero_init=zero_init)
+                      token_embedding=token_embedding, activation=activation, residual=True, zero_init=zero_init,
+                      fourier_features=fourier_features, fourier_scale=fourier_scale)
