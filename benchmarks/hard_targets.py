@@ -65,6 +65,10 @@ EXPERIMENTS: dict[str, tuple[str, list[str]]] = {
     "joint_mog_velocity": ("configs/joint_mog_plain.toml", CPU + outer(20) + MIX_VEL),
     "joint_mog_endpoint": ("configs/joint_mog_plain.toml", CPU + outer(20) + MIX_END),
     "gb_rbm_velocity": ("configs/gb_rbm_plain.toml", CPU + outer(20) + MIX_VEL),
+    "gb_rbm_velocity_long": ("configs/gb_rbm_plain.toml", CPU + outer(200) + MIX_VEL),
+    # Fourier features at the same spatial frequency as GMM-25's (modes 5 apart; here feature_scale = 1)
+    "gb_rbm_fourier": ("configs/gb_rbm_plain.toml",
+                       CPU + outer(20) + MIX_VEL + ["network.fourier_features=64", "network.fourier_scale=0.2"]),
 }
 
 KEYS = ["mode_coverage", "mode_weight_tv", "E-W1", "dist_w1", "distance_w1", "label_consistency", "modes_found",
