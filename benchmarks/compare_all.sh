@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 EGM=${1:-.venv/bin/egm}
 OUT=${OUT:-runs/compare}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-TASKS=${TASKS:-"ising5_plain ising10_b02_plain ising10_b03_plain ising10_b04407_plain gmm25_flow_plain gb_rbm_plain joint_mog_plain dw4_flow_plain joint_dw4_plain ising5_boot gb_rbm_boot ising10_b03_boot ising10_b04407_boot joint_mog_boot gmm25_flow_boot ising10_b02_boot dw4_flow_boot joint_dw4_boot"}
+TASKS=${TASKS:-"ising5_plain ising10_b02_plain ising10_b03_plain ising10_b04407_plain gmm25_flow_plain gb_rbm_plain joint_mog_plain dw4_flow_plain joint_dw4_plain ising5_boot gb_rbm_boot ising10_b03_boot ising10_b04407_boot joint_mog_boot gmm25_flow_boot ising10_b02_boot dw4_flow_boot joint_dw4_boot gmm25_diffusion_plain gmm25_diffusion_boot"}
 ISING10="--set network.channels=32 --set network.layers=4 --set train.buffer_refresh=500 --set train.batch_size=256 --set estimator.num_proposals=512"
 SMALL="--set train.batch_size=256 --set estimator.num_proposals=256"
 BOOT="--set estimator.energy_ema_decay=0.99 --set estimator.energy_ema_start=0.0"
@@ -35,6 +35,8 @@ declare -A ARGS=(
   [ising10_b03_boot]="--budget-energy-evals 4e7 $ISING10_BOOT"
   [ising10_b04407_boot]="--budget-energy-evals 4e7 $ISING10_BOOT"
   [gmm25_flow_boot]="--budget-energy-evals 5e7 $SMALL_BOOT --set train.buffer_refresh=1000"
+  [gmm25_diffusion_plain]="--budget-energy-evals 5e7 $SMALL --set train.buffer_refresh=1000"
+  [gmm25_diffusion_boot]="--budget-energy-evals 5e7 $SMALL_BOOT --set train.buffer_refresh=1000"
   [joint_mog_boot]="--budget-energy-evals 5e7 $SMALL_BOOT"
   [dw4_flow_boot]="--budget-energy-evals 5e7 $SMALL_BOOT --set train.buffer_refresh=1000"
   [joint_dw4_boot]="--budget-energy-evals 5e7 $SMALL_BOOT"
