@@ -58,6 +58,11 @@ EXPERIMENTS: dict[str, tuple[str, list[str]]] = {
     "gmm25_flow_fourier": ("configs/gmm25_flow_plain.toml", CPU + outer(30) + VEL + FOURIER),
     "gmm25_flow_fourier_ema": ("configs/gmm25_flow_plain.toml", CPU + outer(30) + VEL + FOURIER + EMA),
     "gmm25_flow_fourier_long": ("configs/gmm25_flow_plain.toml", CPU + outer(100) + VEL + FOURIER + EMA),
+    # the frequency scale of the Fourier features (the runs above: 2 cycles per unit of scaled input)
+    "gmm25_flow_fourier_s1": ("configs/gmm25_flow_plain.toml",
+                              CPU + outer(30) + VEL + ["network.fourier_features=64", "network.fourier_scale=1.0"]),
+    "gmm25_flow_fourier_s4": ("configs/gmm25_flow_plain.toml",
+                              CPU + outer(30) + VEL + ["network.fourier_features=64", "network.fourier_scale=4.0"]),
     # DW-4 with the (bounded) EGNN
     "dw4_egnn_velocity": ("configs/dw4_flow_plain.toml", CPU + outer(10) + VEL),
     "dw4_egnn_endpoint": ("configs/dw4_flow_plain.toml", CPU + outer(10) + END),
