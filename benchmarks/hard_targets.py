@@ -58,6 +58,9 @@ EXPERIMENTS: dict[str, tuple[str, list[str]]] = {
     "gmm25_flow_fourier": ("configs/gmm25_flow_plain.toml", CPU + outer(30) + VEL + FOURIER),
     "gmm25_flow_fourier_ema": ("configs/gmm25_flow_plain.toml", CPU + outer(30) + VEL + FOURIER + EMA),
     "gmm25_flow_fourier_long": ("configs/gmm25_flow_plain.toml", CPU + outer(100) + VEL + FOURIER + EMA),
+    # the shipped config (Fourier features since this measurement) at CPU batch and refresh sizes, K = 1,000
+    "gmm25_flow_shipped_cpu": ("configs/gmm25_flow_plain.toml",
+                               ["train.batch_size=256", "train.buffer_refresh=1000", "eval.num_samples=2000"]),
     # the frequency scale of the Fourier features (the runs above: 2 cycles per unit of scaled input)
     "gmm25_flow_fourier_s1": ("configs/gmm25_flow_plain.toml",
                               CPU + outer(30) + VEL + ["network.fourier_features=64", "network.fourier_scale=1.0"]),
