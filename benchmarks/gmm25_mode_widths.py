@@ -26,8 +26,8 @@ def main(runs: list[str]) -> int:
     print(f"| exact | {np.median(exact):.2f} | {np.quantile(exact, 0.9):.2f} | {np.quantile(exact, 0.99):.2f} | "
           f"{(exact > 3).mean():.3f} |")
     with tempfile.TemporaryDirectory() as tmp:
-        for run in runs:
-            out = Path(tmp) / "s.pt"
+        for i, run in enumerate(runs):
+            out = Path(tmp) / f"s{i}.pt"  # egm sample never overwrites a file
             subprocess.run([sys.executable, "-m", "egm_framework.cli", "sample", run, "-n", "2000", "-o", str(out),
                             "--steps", "1000", "--seed", "0"], check=True, capture_output=True)
             x = torch.load(out, weights_only=True)["x"].float()
