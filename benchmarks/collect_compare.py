@@ -17,7 +17,8 @@ from pathlib import Path
 
 BEGIN, END = "<!-- compare:begin -->", "<!-- compare:end -->"
 ORDER = ["ising5_plain", "ising5_boot", "ising10_b02_plain", "ising10_b02_boot", "ising10_b03_plain", "ising10_b03_boot",
-         "ising10_b04407_plain", "ising10_b04407_boot", "gmm25_flow_plain", "gmm25_flow_boot", "dw4_flow_plain",
+         "ising10_b04407_plain", "ising10_b04407_boot", "gmm25_flow_plain", "gmm25_flow_boot", "gmm25_diffusion_plain",
+         "gmm25_diffusion_boot", "dw4_flow_plain",
          "dw4_flow_boot", "gb_rbm_plain", "gb_rbm_boot", "joint_mog_plain", "joint_mog_boot", "joint_dw4_plain",
          "joint_dw4_boot"]
 ALL_SHIPPED = ["ising5_plain", "ising5_boot", "ising10_b02_plain", "ising10_b02_boot", "ising10_b03_plain",
@@ -76,8 +77,10 @@ def section(results: dict[str, dict], commands: dict[str, str]) -> str:
              "chains, against the **same** ground-truth set, whose noise floor is a second independent set of "
              "that size. The columns give the energy evaluations and seconds at the first checkpoint with "
              "**E-W1 ≤ 2× floor**, and E-W1/floor at the end of the budget. Seconds exclude evaluations and were "
-             "measured with one thread on the 2-core development machine while other jobs ran (the plain rows "
-             "under a load of 10–15, the bootstrapped rows beside one other job): read them as rough. Commands under the table; the figures draw E-W1/floor and "
+             "measured with one thread on the 2-core development machine while other jobs ran (most plain rows "
+             "under a load of 10–15; the bootstrapped rows and the GMM-25 plain rows, run later with the "
+             "Fourier-feature network the GMM-25 configs now ship, beside one to three other jobs): read them as "
+             "rough. Commands under the table; the figures draw E-W1/floor and "
              "the task's second metric against energy evaluations and against seconds.", "",
              "Bootstrapped rows (`*_boot`) use the plain row's energy budget, but a bootstrapped step calls the "
              "true energy only on its r = 1 rows and its energy-network targets, so such a run would take far "
@@ -106,7 +109,9 @@ def section(results: dict[str, dict], commands: dict[str, str]) -> str:
               "see mode weights where every mode has the same energy profile (GMM-25, joint MoG): there the second "
               "metric is the one to read. 'evals / s' are those of the first checkpoint that passes; a curve may "
               "leave the band again (see the figures)."]
-    lines += ["", "Not run (CPU time): " + ", ".join(n for n in ALL_SHIPPED if n not in results) + ". No GPU rows: "
+    missing = [n for n in ALL_SHIPPED if n not in results]
+    lines += ["", ("Not run (CPU time): " + ", ".join(missing) + ". " if missing else "Every shipped config has a row. ")
+              + "No GPU rows: "
               "`bash benchmarks/gpu_check.sh` (the GPU-sized shipped configs and `benchmarks/step_time.py --device "
               "cuda`, each under a time limit) is prepared but has not been run: no GPU was lent to this task.", ""]
     if losses:
