@@ -116,7 +116,6 @@ def train_egm(cfg: RunConfig, out: Path, s: CompareSettings, ref, ref2, registry
                          _grid(max(1.0, s.budget_seconds / 200), s.budget_seconds, s.points) if s.budget_seconds else [])
     curve: list[Point] = []
     dev = trainer.device
-    stopped = "used the energy budget" if budget_e is not None else "used the time budget"
     while True:
         _sync(dev)
         t0 = time.perf_counter()
@@ -137,8 +136,6 @@ def train_egm(cfg: RunConfig, out: Path, s: CompareSettings, ref, ref2, registry
         capped = cap is not None and trainer.elapsed >= cap
         done = capped or (budget_e is not None and trainer.energy_evals >= budget_e) or (
             s.budget_seconds is not None and trainer.elapsed >= s.budget_seconds)
-        if capped and not (budget_e is not None and trainer.energy_evals >= budget_e):
-            stopped = f"time cap {cap:g} s (--egm-max-seconds) reached before the energy budget"
         if marks.due(trainer.energy_evals, trainer.elapsed) or done:
             g_eval.manual_seed(cfg.eval.seed)
             x = trainer.sample(n, cfg.train.buffer_sample_steps, generator=g_eval)
@@ -154,7 +151,12 @@ def train_egm(cfg: RunConfig, out: Path, s: CompareSettings, ref, ref2, registry
         trainer._log(trainer._flush_stats())
     trainer.save_checkpoint()
     trainer.folder.release_lock()
-    trainer.compare_stopped = stopped
+    if budget_e is not None and trainer.energy_evals >= budget_e:
+        trainer.compare_stopped = "used the energy budget"
+    elif cap is not None and trainer.elapsed >= cap:
+        trainer.compare_stopped = f"time cap {cap:g} s (--egm-max-seconds) reached before the energy budget"
+    else:
+        trainer.compare_stopped = "used the time budget (--budget-seconds)"
     return curve, trainer
 
 

@@ -159,7 +159,7 @@ def test_compare_by_wall_clock_runs_baselines_for_egms_seconds(tmp_path):
     r = run_compare(cfg, tmp_path / "c", CompareSettings(budget_seconds=1.0, baselines=("metropolis",), points=3),
                     log=lambda m: None)
     assert r["matched"] == {"energy_evals": False, "seconds": True}
-    assert 1.0 <= r["budget_seconds"] < 5.0
+    assert 1.0 <= r["budget_seconds"] < 5.0 and r["egm"]["stopped"] == "used the time budget (--budget-seconds)"
     (b,) = r["baselines"]
     assert b["name"] == "metropolis" and b["curve"][-1]["seconds"] >= r["budget_seconds"]
     assert b["curve"][-1]["energy_evals"] == 16 * (1 + b["curve"][-1]["sweeps"])  # one proposal per chain and sweep
