@@ -16,6 +16,8 @@ Variants (CPU-sized like benchmarks/cpu_results.sh: lattice_conv 32 × 4, buffer
   boot_conv      energy network lattice_conv 8 × 2 with a summed scalar head instead of the MLP
   suffixes _k<K>, _b<B> set the proposals and batch size, e.g. boot_d0.1_k64_b64
   a final _ema adds the sampler EMA (train.ema_decay = 0.999), e.g. plain_ema
+  a final _rb uses Rao–Blackwellized targets (estimator.conditional_targets = true), e.g. plain_rb,
+                 boot_d0.1_rb (then on the rows with r = 1 only)
 Run folders go to OUT/<beta>/<tag>/; OUT/<beta>/results.md and results.json collect the rows of
 every call.
 """
@@ -44,6 +46,9 @@ CONV_ENERGY = ['energy_network={name="lattice_conv", channels=8, layers=2, pool=
 
 
 def variant_args(beta: str, v: str) -> tuple[str, list[str]]:
+    if v.endswith("_rb"):  # conditional (Rao–Blackwellized) denoiser targets
+        cfg, sets = variant_args(beta, v[:-3])
+        return cfg, sets + ["estimator.conditional_targets=true"]
     if v.endswith("_ema"):  # any variant with the sampler EMA (train.ema_decay = 0.999)
         cfg, sets = variant_args(beta, v[:-4])
         return cfg, sets + ["train.ema_decay=0.999"]

@@ -153,6 +153,10 @@ class EstimatorConfig:
     #: "none" or "variance": weight each direct-target row by 1 / (1 + v/s²), v its delta-method
     #: variance from the proposals' ESS, s the target's running spread in its time bin
     energy_weighting: str = attrs.field(default="none", validator=_choice("none", "variance"))
+    #: Rao–Blackwellized targets on categorical sites: each proposal contributes its site's conditional
+    #: law given the rest (the energy's `conditional_logits`) instead of its token; rows with r = 1 only;
+    #: one extra energy-sized evaluation per proposal (counted in energy_evals)
+    conditional_targets: bool = attrs.field(default=False, validator=_bool)
 
 
 @attrs.frozen(kw_only=True)

@@ -95,6 +95,7 @@ def estimate_marginal(
     generator: torch.Generator | ProposalStreams,
     chunk_size: int | None = None,
     memory_mb: float = 256.0,
+    conditional_fn: Callable[[State], Any] | None = None,
 ) -> Estimate:
     """Self-normalized importance-sampling estimate with proposals to time r (see module docstring).
 
@@ -102,6 +103,10 @@ def estimate_marginal(
     intermediate-energy regression target). ``generator`` may be a :class:`ProposalStreams`: the K
     proposals are then drawn in segments from several generators, and possibly only this process's
     share of them, the statistics being combined over processes by its ``combine``.
+
+    ``conditional_fn(x_1) -> logits`` (the energy's :meth:`~egm_framework.interfaces.Energy.conditional_logits`,
+    r = 1 only) switches to the generator's Rao–Blackwellized target
+    (:meth:`~egm_framework.interfaces.GeneratorParametrization.weighted_conditional_target`).
     """
     B = batch_size(x_t)
     K = int(num_proposals)
@@ -128,8 +133,12 @@ def estimate_marginal(
         w = torch.exp(logw - m_safe[:, None])
         s = s * scale + w.sum(dim=1)
         s2 = s2 * scale * scale + (w * w).sum(dim=1)
-        if generator_param is not None:
+        if generator_param is not None and conditional_fn is not None:
+            cond = tree_map(lambda v, k=k: v.reshape(B, k, *v.shape[1:]), conditional_fn(flat))
+            part = generator_param.weighted_conditional_target(path, x_t, t, x_r, r, w, cond)
+        elif generator_param is not None:
             part = generator_param.weighted_target(path, x_t, t, x_r, r, w)
+        if generator_param is not None:
             if acc is None:
                 acc = part
             else:
@@ -164,23 +173,36 @@ class SNISEstimator:
     """Plain EGM: posterior proposals to r = 1, weights from the true energy."""
 
     def __init__(self, path: ConditionalPath, generator_param: GeneratorParametrization, energy: Callable,
-                 num_proposals: int = 1000, memory_mb: float = 256.0):
+                 num_proposals: int = 1000, memory_mb: float = 256.0, conditional_targets: bool = False):
         self.path = path
         self.generator_param = generator_param
         self.energy = energy
         self.num_proposals = num_proposals
         self.memory_mb = memory_mb
-        #: states the true energy was evaluated on so far (host-side count from shapes: no sync)
+        #: Rao–Blackwellized targets from the energy's single-site conditionals (r = 1 rows only)
+        self.conditional_targets = bool(conditional_targets)
+        #: bound once: ``self.energy`` may be swapped for a checking wrapper (the trainer's first step)
+        self._conditional_logits = getattr(energy, "conditional_logits", None)
+        #: states the true energy was evaluated on so far (host-side count from shapes: no sync); a
+        #: state whose single-site conditionals were computed counts once more (one local-field pass)
         self.energy_evals = 0
 
     def true_energy_fn(self, x: State, r: torch.Tensor) -> torch.Tensor:
         self.energy_evals += batch_size(x)
         return self.energy(x)
 
+    def conditional_fn(self, x: State) -> Any:
+        self.energy_evals += batch_size(x)
+        return self._conditional_logits(x)
+
+    def _final_conditional(self, with_target: bool):
+        return self.conditional_fn if (with_target and self.conditional_targets) else None
+
     def estimate(self, x_t: State, t: torch.Tensor, generator: torch.Generator, with_target: bool = True) -> Estimate:
         r = torch.ones_like(t)
         return estimate_marginal(self.path, self.generator_param if with_target else None, self.true_energy_fn,
-                                 x_t, t, r, self.num_proposals, generator, memory_mb=self.memory_mb)
+                                 x_t, t, r, self.num_proposals, generator, memory_mb=self.memory_mb,
+                                 conditional_fn=self._final_conditional(with_target))
 
 
 class BootstrapEstimator(SNISEstimator):
@@ -194,8 +216,8 @@ class BootstrapEstimator(SNISEstimator):
     """
 
     def __init__(self, path, generator_param, energy, intermediate_energy: EnergyFn, delta: float = 0.01,
-                 num_proposals: int = 1000, memory_mb: float = 256.0):
-        super().__init__(path, generator_param, energy, num_proposals, memory_mb)
+                 num_proposals: int = 1000, memory_mb: float = 256.0, conditional_targets: bool = False):
+        super().__init__(path, generator_param, energy, num_proposals, memory_mb, conditional_targets)
         self.intermediate_energy = intermediate_energy
         self.delta = delta
 
@@ -217,7 +239,8 @@ class BootstrapEstimator(SNISEstimator):
             xf = tree_map(lambda v: v[n_boot:], x_t)
             tf = t[n_boot:]
             parts.append(estimate_marginal(self.path, gp, self.true_energy_fn, xf, tf, torch.ones_like(tf),
-                                           self.num_proposals, generator, memory_mb=self.memory_mb))
+                                           self.num_proposals, generator, memory_mb=self.memory_mb,
+                                           conditional_fn=self._final_conditional(with_target)))
         if len(parts) == 1:
             return parts[0]
         a, b = parts

@@ -165,15 +165,19 @@ class Trainer:
             raise ConfigError(
                 f"path {cfg.path.name!r} does not support bootstrapped estimation (its bridge generator has no "
                 "representation in this generator's parametrization); use estimator.kind = \"snis\" or another path")
+        if est.conditional_targets:
+            self._check_conditional_targets()
         if est.kind == "bootstrap":
             self.estimator = BootstrapEstimator(self.comp.path, self.comp.generator, self.comp.energy,
                                                 self._intermediate_energy, delta=est.delta,
-                                                num_proposals=est.num_proposals, memory_mb=est.chunk_memory_mb)
+                                                num_proposals=est.num_proposals, memory_mb=est.chunk_memory_mb,
+                                                conditional_targets=est.conditional_targets)
             self.estimator.intermediate_energy = self.estimator.intermediate_energy_from_residual(
                 self._intermediate_energy)
         else:
             self.estimator = SNISEstimator(self.comp.path, self.comp.generator, self.comp.energy,
-                                           num_proposals=est.num_proposals, memory_mb=est.chunk_memory_mb)
+                                           num_proposals=est.num_proposals, memory_mb=est.chunk_memory_mb,
+                                           conditional_targets=est.conditional_targets)
         self.energy_loss_fn = None
         if self.energy_net is not None:
             self.energy_loss_fn = RobustEnergyLoss(
@@ -187,6 +191,19 @@ class Trainer:
         self._reset_stats()
 
     # ------------------------------------------------------------------ pieces
+    def _check_conditional_targets(self) -> None:
+        energy, gen = self.comp.energy, self.comp.generator
+        if not getattr(energy, "supports_conditionals", False):
+            raise ConfigError(
+                f"estimator.conditional_targets = true needs the energy's single-site conditionals, and energy "
+                f"{self.cfg.energy.name!r} provides none (Energy.conditional_logits); set estimator.conditional_targets "
+                "= false, or implement conditional_logits (and supports_conditionals = True) in the energy")
+        if not getattr(gen, "supports_conditional_targets", False):
+            raise ConfigError(
+                f"estimator.conditional_targets = true needs a generator with Rao–Blackwellized targets, and generator "
+                f"{self.cfg.generator.name!r} has none (GeneratorParametrization.weighted_conditional_target); set "
+                "estimator.conditional_targets = false")
+
     def _time_fraction(self) -> float:
         """Share of train.max_seconds used so far (0 without a time budget): with a budget the cosine
         schedule runs on whichever of steps and time is further along, so it ends when time runs out."""

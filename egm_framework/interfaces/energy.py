@@ -29,6 +29,23 @@ class Energy(ABC):
         """E(x). x: (B, *event) -> (B,) float."""
 
     # ----------------------------------------------------------------- optional capabilities
+    #: whether :meth:`conditional_logits` is implemented (enables ``estimator.conditional_targets``)
+    supports_conditionals: bool = False
+
+    def conditional_logits(self, x: State) -> Any:
+        """Single-site conditionals of p: for every categorical site i and token v,
+        ``−E(x with x^i := v)`` up to a constant per (state, site), i.e. the logits of
+        p(x^i = v | x^{−i}). x: (B, *shape) -> (B, *shape, N) float; for a product state, a tuple with
+        one entry per part and None for a continuous part.
+
+        Optional (set :attr:`supports_conditionals`). Plain EGM then regresses the denoiser of a
+        categorical site on Σ_k w_k p(x^i = · | x_1^{k, −i}) instead of Σ_k w_k onehot(x_1^{k, i})
+        (Rao–Blackwellization: the same expectation, and a site's coupling to its fixed neighbours is
+        exact in every proposal rather than diluted by the selection of the whole state).
+        :func:`egm_framework.interfaces.energy.conditional_logits_by_substitution` computes it from
+        the energy alone with B·S·N evaluations (a reference for tests, or for small models)."""
+        raise NotImplementedError(f"energy {self.name!r} provides no single-site conditionals")
+
     def observables(self, x: State) -> dict[str, torch.Tensor]:
         """Named scalar statistics per sample, each (B,), compared between sampler and ground truth
         (e.g. magnetization). The energy itself is always compared and need not be listed."""
@@ -73,3 +90,17 @@ class Energy(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.describe()})"
+
+
+def conditional_logits_by_substitution(energy: Energy, x: torch.Tensor, vocab: int) -> torch.Tensor:
+    """−E(x with x^i := v) for every site i and token v, by evaluating the energy on each substituted
+    state: x (B, *shape) long -> (B, *shape, vocab) float. Costs B·S·vocab energy evaluations; a
+    reference for :meth:`Energy.conditional_logits` (closed forms are checked against it)."""
+    B, shape = x.shape[0], x.shape[1:]
+    S = int(torch.tensor(shape).prod()) if len(shape) else 1
+    flat = x.reshape(B, S)
+    sub = flat[:, None, None, :].expand(B, S, vocab, S).clone()  # (B, site, value, S)
+    idx = torch.arange(S, device=x.device)
+    sub[:, idx, :, idx] = torch.arange(vocab, device=x.device).expand(S, B, vocab)
+    e = energy(sub.reshape(B * S * vocab, *shape))
+    return (-e).view(B, *shape, vocab)

@@ -102,6 +102,17 @@ class IsingEnergy(LatticeEnergy):
         bonds = (s * torch.roll(s, 1, -1)).flatten(1).sum(-1) + (s * torch.roll(s, 1, -2)).flatten(1).sum(-1)
         return self.beta * (-self.J * bonds - self.h * s.flatten(1).sum(-1))
 
+    supports_conditionals = True
+
+    def conditional_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """−E(x with x^i := v) up to a per-site constant: ±β(J h_i + h) for v = 1 / 0 (s = ±1), with
+        h_i the sum of the four neighbouring spins (a neighbour joined by two bonds, L = 2, counts
+        twice). x: (B, L, L) -> (B, L, L, 2) float32."""
+        s = (2 * x - 1).to(torch.float32)
+        nb = (torch.roll(s, 1, -1) + torch.roll(s, -1, -1) + torch.roll(s, 1, -2) + torch.roll(s, -1, -2))
+        up = self.beta * (self.J * nb + self.h)
+        return torch.stack([-up, up], dim=-1)
+
     def observables(self, x):
         m = (2 * x - 1).to(torch.float32).flatten(1).mean(-1)
         return {"magnetization": m, "abs_magnetization": m.abs()}
@@ -145,6 +156,18 @@ class PottsEnergy(LatticeEnergy):
         """x: (B, L, L) long tokens 0..q−1 -> E (B,) float32."""
         eq = (x == torch.roll(x, 1, -1)).flatten(1).sum(-1) + (x == torch.roll(x, 1, -2)).flatten(1).sum(-1)
         return -self.beta * self.J * eq.to(torch.float32)
+
+    supports_conditionals = True
+
+    def conditional_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """−E(x with x^i := v) up to a per-site constant: βJ × (number of the four neighbours equal to v).
+        x: (B, L, L) -> (B, L, L, q) float32 (a scatter of the neighbours' tokens, no one-hot of x)."""
+        B = x.shape[0]
+        counts = torch.zeros(B, self.L * self.L, self.q, device=x.device)
+        ones = torch.ones(B, self.L * self.L, 1, device=x.device)
+        for shift, dim in ((1, -1), (-1, -1), (1, -2), (-1, -2)):
+            counts.scatter_add_(2, torch.roll(x, shift, dim).reshape(B, -1, 1), ones)
+        return (self.beta * self.J * counts).view(B, self.L, self.L, self.q)
 
     def observables(self, x):
         counts = torch.zeros(x.shape[0], self.q, device=x.device).scatter_add_(

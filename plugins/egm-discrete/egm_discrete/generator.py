@@ -92,6 +92,33 @@ class JumpGenerator(GeneratorParametrization):
         target = torch.where(active, target, torch.zeros_like(target))
         return target.view(B, *path.space.event_shape, N)
 
+    supports_conditional_targets = True
+
+    def weighted_conditional_target(self, path, x_t, t, x_1, r, w, cond_logits):
+        """Σ_k w_k P(x_1^i = · | x_1^{k, −i}, x_t) on active sites, 0 elsewhere (r = 1: a = 1, b = 0).
+
+        The conditional of site i given the rest of proposal k and x_t is
+        softmax_v(cond_logits^{k,i}(v) + log p_{t|1}(x_t^i | v)): the energy's single-site logits times
+        the path's likelihood of the observed token (constant in v on a masked site). x_1: (B, n, *shape),
+        cond_logits: (B, n, *shape, N), w: (B, n) -> (B, *shape, N), one einsum over the proposals."""
+        B, n = w.shape
+        N = path.vocab
+        S = path.num_sites
+        logits = cond_logits.reshape(B, n, S, N).to(w.dtype)
+        tokens = torch.arange(N, device=w.device)
+        kernel = path.site_log_kernel(x_t.reshape(B, 1, S, 1), t.view(B, 1, 1, 1).to(w.dtype), tokens,
+                                      torch.ones(B, 1, 1, 1, dtype=w.dtype, device=w.device))
+        if N == 2:  # binary sites: the softmax is a sigmoid of the logit difference (far cheaper on CPU)
+            p1 = torch.sigmoid((logits[..., 1] - logits[..., 0]) + (kernel[..., 1] - kernel[..., 0]))  # (B, n, S)
+            t1 = torch.bmm(w.unsqueeze(1), p1).squeeze(1)  # (B, S)
+            target = torch.stack([w.sum(dim=1, keepdim=True) - t1, t1], dim=-1)
+        else:
+            probs = torch.softmax(logits + kernel, dim=-1)  # (B, n, S, N)
+            target = torch.einsum("bk,bksv->bsv", w, probs)
+        active = path.active_sites(x_t).reshape(B, S, 1)
+        target = torch.where(active, target, torch.zeros_like(target))
+        return target.view(B, *path.space.event_shape, N)
+
     def finalize_target(self, target, x_t, t):
         if not self.project_target:
             return target

@@ -66,6 +66,20 @@ class ProductGenerator(GeneratorParametrization):
         return (self.continuous.weighted_target(path.continuous, x_t[0], t, x_r[0], r, w),
                 self.discrete.weighted_target(path.discrete, x_t[1], t, x_r[1], r, w))
 
+    @property
+    def supports_conditional_targets(self) -> bool:
+        return bool(getattr(self.discrete, "supports_conditional_targets", False))
+
+    def weighted_conditional_target(self, path, x_t, t, x_1, r, w, cond_logits) -> tuple:
+        """The discrete part's Rao–Blackwellized target from the energy's conditionals of the labels given
+        the whole proposal (``cond_logits`` = (None, (B, n, *shape, N))); the continuous part's plain one."""
+        cond_c, cond_d = cond_logits
+        if cond_c is not None:
+            raise NotImplementedError("conditional targets of a continuous part are not implemented; the energy's "
+                                      "conditional_logits must return None for it")
+        return (self.continuous.weighted_target(path.continuous, x_t[0], t, x_1[0], r, w),
+                self.discrete.weighted_conditional_target(path.discrete, x_t[1], t, x_1[1], r, w, cond_d))
+
     def finalize_target(self, target, x_t, t: torch.Tensor) -> tuple:
         return (self.continuous.finalize_target(target[0], x_t[0], t),
                 self.discrete.finalize_target(target[1], x_t[1], t))

@@ -91,6 +91,16 @@ class GaussBernoulliRBM(Energy):
         s2 = self.sigma ** 2
         return ((v - b) ** 2).sum(-1) / (2 * s2) - hf @ c - ((v @ W) * hf).sum(-1) / s2
 
+    supports_conditionals = True
+
+    def conditional_logits(self, x) -> tuple[None, torch.Tensor]:
+        """(None, logits (B, H, 2)): 0 for h_j = 0 and c_j + (vW)_j / σ² for h_j = 1 (the hidden units are
+        conditionally independent given v)."""
+        v, _ = parts(x)
+        k = self._consts.get(v.device, v.dtype)
+        on = k["c"] + (v @ k["W"]) / self.sigma ** 2
+        return None, torch.stack([torch.zeros_like(on), on], dim=-1)
+
     # ----------------------------------------------------------------------------- ground truth
     def ground_truth(self, n: int, generator: torch.Generator, device: torch.device | str = "cpu") -> MixedState:
         dev = generator.device  # draw where the generator lives, then move

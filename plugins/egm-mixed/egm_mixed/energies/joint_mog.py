@@ -41,6 +41,15 @@ class JointMoG(Energy):
         mu = 2.0 * b.to(c.dtype) - 1.0
         return ((c - mu) ** 2).sum(-1) / (2 * self.sigma ** 2)
 
+    supports_conditionals = True
+
+    def conditional_logits(self, x) -> tuple[None, torch.Tensor]:
+        """(None, logits (B, d, 2)): −(x_i − μ(b))²/(2σ²) for b = 0, 1 (the labels are conditionally
+        independent given x)."""
+        c, _ = parts(x)
+        s2 = 2 * self.sigma ** 2
+        return None, torch.stack([-(c + 1.0) ** 2 / s2, -(c - 1.0) ** 2 / s2], dim=-1)
+
     def ground_truth(self, n: int, generator: torch.Generator, device: torch.device | str = "cpu") -> MixedState:
         dev = generator.device
         b = torch.randint(0, 2, (n, self.d), generator=generator, device=dev)
