@@ -83,6 +83,15 @@ EXPERIMENTS: dict[str, tuple[str, list[str]]] = {
     # Fourier features at the same spatial frequency as GMM-25's (modes 5 apart; here feature_scale = 1)
     "gb_rbm_fourier": ("configs/gb_rbm_plain.toml",
                        CPU + outer(20) + MIX_VEL + ["network.fourier_features=64", "network.fourier_scale=0.2"]),
+    # Rao–Blackwellized label targets (estimator.conditional_targets: the energy's p(label | rest))
+    "joint_mog_velocity_rb": ("configs/joint_mog_plain.toml",
+                              CPU + outer(20) + MIX_VEL + ["estimator.conditional_targets=true"]),
+    "gb_rbm_velocity_rb": ("configs/gb_rbm_plain.toml",
+                           CPU + outer(20) + MIX_VEL + ["estimator.conditional_targets=true"]),
+    # bootstrapped GMM-25 with Fourier features in the energy network too (the sampler has them)
+    "gmm25_flow_boot_fourier_enet": ("configs/gmm25_flow_boot.toml",
+                                     BOOT + outer(20) + VEL + ["energy_network.fourier_features=64",
+                                                               "energy_network.fourier_scale=2.0"]),
 }
 
 KEYS = ["mode_coverage", "mode_weight_tv", "E-W1", "dist_w1", "distance_w1", "label_consistency", "modes_found",

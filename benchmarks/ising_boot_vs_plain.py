@@ -14,7 +14,7 @@ Variants (CPU-sized like benchmarks/cpu_results.sh: lattice_conv 32 × 4, buffer
                  direct energy target on half the batch, energy EMA 0.99
   boot_d<Δ>      the same with estimator.delta = Δ (e.g. boot_d0.1)
   boot_conv      energy network lattice_conv 8 × 2 with a summed scalar head instead of the MLP
-  suffixes _k<K>, _b<B> set the proposals and batch size, e.g. boot_d0.1_k64_b64
+  suffixes _k<K>, _b<B> set the proposals and batch size, e.g. boot_d0.1_k64_b64, plain_k2048_b64
   a final _ema adds the sampler EMA (train.ema_decay = 0.999), e.g. plain_ema
   a final _rb uses Rao–Blackwellized targets (estimator.conditional_targets = true), e.g. plain_rb,
                  boot_d0.1_rb (then on the rows with r = 1 only)
@@ -54,6 +54,14 @@ def variant_args(beta: str, v: str) -> tuple[str, list[str]]:
         return cfg, sets + ["train.ema_decay=0.999"]
     if v == "plain":
         return f"configs/ising10_{beta}_plain.toml", COMMON + PLAIN
+    if v.startswith("plain_"):  # plain_k<K>_b<B>: other proposal and batch sizes
+        sets = list(PLAIN)
+        for part in v[6:].split("_"):
+            key = {"k": "estimator.num_proposals", "b": "train.batch_size"}.get(part[:1])
+            if key is None or not part[1:].isdigit():
+                raise SystemExit(f"unknown variant part {part!r} in {v!r}")
+            sets.append(f"{key}={part[1:]}")
+        return f"configs/ising10_{beta}_plain.toml", COMMON + sets
     if v.startswith("boot"):
         rest, sets = v[4:], list(BOOT)
         if rest.startswith("_conv"):

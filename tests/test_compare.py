@@ -21,7 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_SET = ["energy.L=3", "energy.beta=0.3", 'network={name="mlp",hidden=16,layers=2}', "estimator.num_proposals=16",
             "train.batch_size=16", "train.outer_iterations=2", "train.inner_iterations=3", "train.buffer_size=64",
             "train.buffer_refresh=32", "train.log_every=2", "train.progress=false", 'train.device="cpu"',
-            "train.threads=1", "eval.num_samples=64"]
+            "train.threads=1", "eval.num_samples=64",
+            # the budgets below count B·K true energies per step; conditional targets add one more pass
+            "estimator.conditional_targets=false"]
 
 
 def tiny_dict() -> dict:

@@ -24,7 +24,7 @@ def _cfg(*extra: str):
 
 
 def test_conditional_targets_train_and_count_the_conditional_pass(tmp_path):
-    plain = Trainer(_cfg(), tmp_path / "plain")
+    plain = Trainer(_cfg("estimator.conditional_targets=false"), tmp_path / "plain")
     plain.fit(evaluate_at_end=False)
     rb = Trainer(_cfg("estimator.conditional_targets=true"), tmp_path / "rb")
     assert rb.estimator.conditional_targets
@@ -36,7 +36,7 @@ def test_conditional_targets_train_and_count_the_conditional_pass(tmp_path):
 
 
 def test_conditional_targets_change_the_targets(tmp_path):
-    a = Trainer(_cfg(), tmp_path / "a")
+    a = Trainer(_cfg("estimator.conditional_targets=false"), tmp_path / "a")
     b = Trainer(_cfg("estimator.conditional_targets=true"), tmp_path / "b")
     a.refill_buffer()
     b.refill_buffer()
