@@ -88,6 +88,14 @@ EXPERIMENTS: dict[str, tuple[str, list[str]]] = {
                               CPU + outer(20) + MIX_VEL + ["estimator.conditional_targets=true"]),
     "gb_rbm_velocity_rb": ("configs/gb_rbm_plain.toml",
                            CPU + outer(20) + MIX_VEL + ["estimator.conditional_targets=true"]),
+    # the continuous part integrated out exactly (estimator.collapse_continuous: x^c | x^d is Gaussian for
+    # both energies), with the labels' conditional targets under the collapsed model
+    "joint_mog_velocity_collapsed": ("configs/joint_mog_plain.toml",
+                                     CPU + outer(20) + MIX_VEL + ["estimator.collapse_continuous=true",
+                                                                  "estimator.conditional_targets=true"]),
+    "gb_rbm_velocity_collapsed": ("configs/gb_rbm_plain.toml",
+                                  CPU + outer(20) + MIX_VEL + ["estimator.collapse_continuous=true",
+                                                               "estimator.conditional_targets=true"]),
     # bootstrapped GMM-25 with Fourier features in the energy network too (the sampler has them)
     "gmm25_flow_boot_fourier_enet": ("configs/gmm25_flow_boot.toml",
                                      BOOT + outer(20) + VEL + ["energy_network.fourier_features=64",

@@ -157,6 +157,9 @@ class EstimatorConfig:
     #: law given the rest (the energy's `conditional_logits`) instead of its token; rows with r = 1 only;
     #: one extra energy-sized evaluation per proposal (counted in energy_evals)
     conditional_targets: bool = attrs.field(default=False, validator=_bool)
+    #: product energies whose continuous part is Gaussian given the discrete part (gb_rbm, joint_mog):
+    #: propose the discrete part only, integrate the continuous part out exactly (rows with r = 1)
+    collapse_continuous: bool = attrs.field(default=False, validator=_bool)
 
 
 @attrs.frozen(kw_only=True)

@@ -96,6 +96,7 @@ def estimate_marginal(
     chunk_size: int | None = None,
     memory_mb: float = 256.0,
     conditional_fn: Callable[[State], Any] | None = None,
+    collapsed_fn: Callable | None = None,
 ) -> Estimate:
     """Self-normalized importance-sampling estimate with proposals to time r (see module docstring).
 
@@ -107,6 +108,12 @@ def estimate_marginal(
     ``conditional_fn(x_1) -> logits`` (the energy's :meth:`~egm_framework.interfaces.Energy.conditional_logits`,
     r = 1 only) switches to the generator's Rao–Blackwellized target
     (:meth:`~egm_framework.interfaces.GeneratorParametrization.weighted_conditional_target`).
+
+    ``collapsed_fn(x_t, t, k, generator) -> (x_1, log_w, cond_logits or None)`` (r = 1 only) replaces the
+    proposals and their weights: a path that integrates part of the state out analytically (the product
+    path's :meth:`collapsed_proposals`) returns proposals whose integrated part is its posterior mean
+    (the targets are affine in it), their log-weights on the same scale as −E + c, and optionally the
+    conditional logits of the categorical sites under the collapsed model.
     """
     B = batch_size(x_t)
     K = int(num_proposals)
@@ -120,20 +127,27 @@ def estimate_marginal(
     acc: Any = None
     chunks = [(gen, min(chunk_size, count - d)) for gen, count in segments for d in range(0, count, chunk_size)]
     for gen, k in chunks:
-        x_r = path.propose(x_t, t, r, k, gen)  # (B, k, *event)
-        flat = flatten_proposals(x_r)
-        e = check_energy_output(energy_fn(flat, r.repeat_interleave(k)), B * k)
-        logw = -e.view(B, k).float()
-        corr = path.proposal_log_correction(x_t, t, r, x_r)
-        if corr is not None:
-            logw = logw + corr
+        collapsed_cond = None
+        if collapsed_fn is not None:
+            x_r, logw, collapsed_cond = collapsed_fn(x_t, t, k, gen)
+            logw = logw.float()
+        else:
+            x_r = path.propose(x_t, t, r, k, gen)  # (B, k, *event)
+            flat = flatten_proposals(x_r)
+            e = check_energy_output(energy_fn(flat, r.repeat_interleave(k)), B * k)
+            logw = -e.view(B, k).float()
+            corr = path.proposal_log_correction(x_t, t, r, x_r)
+            if corr is not None:
+                logw = logw + corr
         m_new = torch.maximum(m, logw.max(dim=1).values)
         m_safe = torch.where(torch.isfinite(m_new), m_new, torch.zeros_like(m_new))
         scale = torch.exp(m - m_safe)  # exp(-inf) = 0 on the first chunk
         w = torch.exp(logw - m_safe[:, None])
         s = s * scale + w.sum(dim=1)
         s2 = s2 * scale * scale + (w * w).sum(dim=1)
-        if generator_param is not None and conditional_fn is not None:
+        if generator_param is not None and collapsed_cond is not None:
+            part = generator_param.weighted_conditional_target(path, x_t, t, x_r, r, w, collapsed_cond)
+        elif generator_param is not None and conditional_fn is not None and collapsed_fn is None:
             cond = tree_map(lambda v, k=k: v.reshape(B, k, *v.shape[1:]), conditional_fn(flat))
             part = generator_param.weighted_conditional_target(path, x_t, t, x_r, r, w, cond)
         elif generator_param is not None:
@@ -173,7 +187,8 @@ class SNISEstimator:
     """Plain EGM: posterior proposals to r = 1, weights from the true energy."""
 
     def __init__(self, path: ConditionalPath, generator_param: GeneratorParametrization, energy: Callable,
-                 num_proposals: int = 1000, memory_mb: float = 256.0, conditional_targets: bool = False):
+                 num_proposals: int = 1000, memory_mb: float = 256.0, conditional_targets: bool = False,
+                 collapse_continuous: bool = False):
         self.path = path
         self.generator_param = generator_param
         self.energy = energy
@@ -183,6 +198,9 @@ class SNISEstimator:
         self.conditional_targets = bool(conditional_targets)
         #: bound once: ``self.energy`` may be swapped for a checking wrapper (the trainer's first step)
         self._conditional_logits = getattr(energy, "conditional_logits", None)
+        #: integrate the continuous part out analytically (path.collapsed_proposals; r = 1 rows only)
+        self.collapse_continuous = bool(collapse_continuous)
+        self._energy_object = energy
         #: states the true energy was evaluated on so far (host-side count from shapes: no sync); a
         #: state whose single-site conditionals were computed counts once more (one local-field pass)
         self.energy_evals = 0
@@ -198,11 +216,26 @@ class SNISEstimator:
     def _final_conditional(self, with_target: bool):
         return self.conditional_fn if (with_target and self.conditional_targets) else None
 
+    def _final_collapsed(self, with_target: bool):
+        """The collapsed proposal function for rows with r = 1, or None (its evaluations are counted:
+        one per proposal, and one per proposal, site and token for the conditional logits)."""
+        if not self.collapse_continuous:
+            return None
+        want_cond = with_target and self.conditional_targets
+
+        def collapsed(x_t, t, k, gen):
+            x_1, logw, cond, evals = self.path.collapsed_proposals(x_t, t, k, gen, self._energy_object,
+                                                                   with_conditionals=want_cond)
+            self.energy_evals += evals
+            return x_1, logw, cond
+        return collapsed
+
     def estimate(self, x_t: State, t: torch.Tensor, generator: torch.Generator, with_target: bool = True) -> Estimate:
         r = torch.ones_like(t)
         return estimate_marginal(self.path, self.generator_param if with_target else None, self.true_energy_fn,
                                  x_t, t, r, self.num_proposals, generator, memory_mb=self.memory_mb,
-                                 conditional_fn=self._final_conditional(with_target))
+                                 conditional_fn=self._final_conditional(with_target),
+                                 collapsed_fn=self._final_collapsed(with_target))
 
 
 class BootstrapEstimator(SNISEstimator):
@@ -216,8 +249,10 @@ class BootstrapEstimator(SNISEstimator):
     """
 
     def __init__(self, path, generator_param, energy, intermediate_energy: EnergyFn, delta: float = 0.01,
-                 num_proposals: int = 1000, memory_mb: float = 256.0, conditional_targets: bool = False):
-        super().__init__(path, generator_param, energy, num_proposals, memory_mb, conditional_targets)
+                 num_proposals: int = 1000, memory_mb: float = 256.0, conditional_targets: bool = False,
+                 collapse_continuous: bool = False):
+        super().__init__(path, generator_param, energy, num_proposals, memory_mb, conditional_targets,
+                         collapse_continuous)
         self.intermediate_energy = intermediate_energy
         self.delta = delta
 
@@ -240,7 +275,8 @@ class BootstrapEstimator(SNISEstimator):
             tf = t[n_boot:]
             parts.append(estimate_marginal(self.path, gp, self.true_energy_fn, xf, tf, torch.ones_like(tf),
                                            self.num_proposals, generator, memory_mb=self.memory_mb,
-                                           conditional_fn=self._final_conditional(with_target)))
+                                           conditional_fn=self._final_conditional(with_target),
+                                           collapsed_fn=self._final_collapsed(with_target)))
         if len(parts) == 1:
             return parts[0]
         a, b = parts

@@ -167,17 +167,26 @@ class Trainer:
                 "representation in this generator's parametrization); use estimator.kind = \"snis\" or another path")
         if est.conditional_targets:
             self._check_conditional_targets()
+        if est.collapse_continuous:
+            check = getattr(self.comp.path, "collapse_unsupported", None)
+            why = (check(self.comp.energy) if check is not None else
+                   f"path {cfg.path.name!r} cannot integrate a part of the state out (it has no collapsed_proposals)")
+            if why:
+                raise ConfigError(f"estimator.collapse_continuous = true: {why}; set estimator.collapse_continuous "
+                                  "= false")
         if est.kind == "bootstrap":
             self.estimator = BootstrapEstimator(self.comp.path, self.comp.generator, self.comp.energy,
                                                 self._intermediate_energy, delta=est.delta,
                                                 num_proposals=est.num_proposals, memory_mb=est.chunk_memory_mb,
-                                                conditional_targets=est.conditional_targets)
+                                                conditional_targets=est.conditional_targets,
+                                                collapse_continuous=est.collapse_continuous)
             self.estimator.intermediate_energy = self.estimator.intermediate_energy_from_residual(
                 self._intermediate_energy)
         else:
             self.estimator = SNISEstimator(self.comp.path, self.comp.generator, self.comp.energy,
                                            num_proposals=est.num_proposals, memory_mb=est.chunk_memory_mb,
-                                           conditional_targets=est.conditional_targets)
+                                           conditional_targets=est.conditional_targets,
+                                           collapse_continuous=est.collapse_continuous)
         self.energy_loss_fn = None
         if self.energy_net is not None:
             self.energy_loss_fn = RobustEnergyLoss(

@@ -59,3 +59,12 @@ def test_energy_without_conditionals_is_a_clean_cli_error(tmp_path):
     for fragment in ("estimator.conditional_targets", "'gmm25'", "conditional_logits"):
         assert fragment in res.stderr, res.stderr
     assert not (tmp_path / "r" / "checkpoint.pt").exists()
+
+
+def test_collapse_on_a_path_without_it_is_a_clean_cli_error(tmp_path):
+    cfg = os.path.join(os.path.dirname(__file__), "..", "configs", "gmm25_flow_plain.toml")
+    res = subprocess.run([sys.executable, "-m", "egm_framework.cli", "train", cfg, "--out", str(tmp_path / "r"),
+                          "--no-eval", "--set", "estimator.collapse_continuous=true"],
+                         capture_output=True, text=True, timeout=240, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert "estimator.collapse_continuous" in res.stderr and "'cond_ot'" in res.stderr, res.stderr

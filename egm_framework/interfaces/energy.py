@@ -46,6 +46,19 @@ class Energy(ABC):
         the energy alone with B·S·N evaluations (a reference for tests, or for small models)."""
         raise NotImplementedError(f"energy {self.name!r} provides no single-site conditionals")
 
+    #: whether :meth:`conditional_gaussian` is implemented (enables ``estimator.collapse_continuous``)
+    supports_conditional_gaussian: bool = False
+
+    def conditional_gaussian(self, x_d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For a product energy whose continuous part is Gaussian given the discrete part,
+        x^c | x^d ~ N(mean(x^d), var(x^d) I): x_d (B, *d_shape) -> (mean (B, D), var (B,)).
+
+        Optional (set :attr:`supports_conditional_gaussian`). Plain EGM can then integrate the
+        continuous part out of each proposal analytically (``estimator.collapse_continuous``): the
+        proposals are discrete only, weighted by their exact marginal likelihood of x_t, and the
+        continuous target uses the exact posterior mean of x_1^c given the proposal and x_t."""
+        raise NotImplementedError(f"energy {self.name!r} does not declare a conditionally Gaussian continuous part")
+
     def observables(self, x: State) -> dict[str, torch.Tensor]:
         """Named scalar statistics per sample, each (B,), compared between sampler and ground truth
         (e.g. magnetization). The energy itself is always compared and need not be listed."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from egm_framework.interfaces import ConditionalPath
@@ -104,6 +106,76 @@ class ProductPath(ConditionalPath):
         if cd is None:
             return cc
         return cc + cd
+
+    # ------------------------------------------------------------------ collapsed (Rao–Blackwellized) proposals
+    def collapse_unsupported(self, energy) -> str | None:
+        """None if :meth:`collapsed_proposals` works for this path and energy, else why not."""
+        if not getattr(energy, "supports_conditional_gaussian", False):
+            return (f"energy {getattr(energy, 'name', '?')!r} does not declare a conditionally Gaussian continuous part "
+                    "(Energy.conditional_gaussian)")
+        if not hasattr(self.continuous, "coefficients"):
+            return f"continuous path {self.part_names[0]!r} is not a Gaussian bridge path (x_t = a x_1 + √v ε)"
+        space = self.continuous.space
+        if getattr(space, "free_dim", None) != getattr(space, "dim", None):
+            return "the continuous space has constraints (free_dim < dim); collapsing assumes an unconstrained space"
+        return None
+
+    def _collapsed_log_weight(self, energy, x_tc, a, v, b):
+        """log ∫ p_t(x_t^c | x^c) e^{−E(x^c, b)} dx^c + d log a, and the posterior mean of x_1^c.
+        x_tc (B, D); a, v (B,); b (B, n, *d_shape) -> (B, n), (B, n, D)."""
+        B, n = b.shape[0], b.shape[1]
+        flat = b.reshape(B * n, *b.shape[2:])
+        mean, var = energy.conditional_gaussian(flat)  # (B n, D), (B n,)
+        D = mean.shape[-1]
+        e_at_mean = energy(MixedState(mean, flat))  # −log p̃(b) − (D/2) log(2π var)
+        mean, var, e_at_mean = mean.view(B, n, D), var.view(B, n), e_at_mean.view(B, n)
+        a2 = (a * a)[:, None]
+        s2 = a2 * var + v[:, None]  # variance of x_t^c given b
+        diff = x_tc[:, None, :] - a[:, None, None] * mean
+        log_lik = -0.5 * (diff * diff).sum(-1) / s2 - 0.5 * D * torch.log(2 * math.pi * s2)
+        logw = -e_at_mean + 0.5 * D * torch.log(2 * math.pi * var) + log_lik + D * torch.log(a)[:, None]
+        prec = 1.0 / var + a2 / v[:, None]
+        post = (mean / var[..., None] + (a / v)[:, None, None] * x_tc[:, None, :]) / prec[..., None]
+        return logw, post
+
+    def collapsed_proposals(self, x_t, t, n, generator, energy, with_conditionals: bool = False):
+        """Proposals with the continuous part integrated out (r = 1): for a conditionally Gaussian energy,
+        x^c | x^d ~ N(m(x^d), s²(x^d) I) (:meth:`Energy.conditional_gaussian`), and a Gaussian bridge path
+        x_t^c = a x_1^c + √v ε,
+
+            ∫ p_t(x_t^c | x^c) e^{−E(x^c, x^d)} dx^c = e^{−E(m, x^d)} (2π s²)^{D/2} N(x_t^c; a m, (a² s² + v) I),
+
+        so each discrete proposal x_1^{d,k} ~ q^d(· | x_t^d) is weighted by that (times a^D, which puts the
+        weights on the scale of e^{−E} / Z^c_{1|t}: :meth:`log_normalizer` is unchanged), and the continuous
+        target uses E[x_1^c | x_1^{d,k}, x_t^c] (the targets are affine in x_1^c). Returns
+        (MixedState(posterior means (B, n, D), discrete proposals (B, n, *d_shape)), log-weights (B, n),
+        (None, conditional logits (B, n, *d_shape, N)) or None, energy evaluations used). The conditional
+        logits are the collapsed log-weights with each site set to each token in turn (S·N more
+        evaluations): the exact law of a site given the rest of the proposal and x_t^c."""
+        x_tc, x_td = x_t
+        ones = torch.ones_like(t)
+        a, _, v, _ = self.continuous.coefficients(t, ones)
+        b = self.discrete.propose(x_td, t, ones, n, generator)  # (B, n, *d_shape)
+        logw, post = self._collapsed_log_weight(energy, x_tc, a, v, b)
+        corr = self.discrete.proposal_log_correction(x_td, t, ones, b)
+        if corr is not None:
+            logw = logw + corr
+        B = b.shape[0]
+        evals = B * n
+        cond = None
+        if with_conditionals:
+            N = self.discrete.vocab
+            sites = b.reshape(B, n, -1)
+            S = sites.shape[-1]
+            cond = torch.empty(B, n, S, N, dtype=logw.dtype, device=logw.device)
+            for j in range(S):
+                for u in range(N):
+                    sub = sites.clone()
+                    sub[:, :, j] = u
+                    cond[:, :, j, u] = self._collapsed_log_weight(energy, x_tc, a, v, sub.view_as(b))[0]
+            cond = cond.view(*b.shape, N)
+            evals += B * n * S * N
+        return MixedState(post, b), logw, (None, cond) if cond is not None else None, evals
 
     def describe(self) -> dict:
         return {"name": self.name, "continuous": self.continuous.describe(), "discrete": self.discrete.describe(),

@@ -91,6 +91,13 @@ class GaussBernoulliRBM(Energy):
         s2 = self.sigma ** 2
         return ((v - b) ** 2).sum(-1) / (2 * s2) - hf @ c - ((v @ W) * hf).sum(-1) / s2
 
+    supports_conditional_gaussian = True
+
+    def conditional_gaussian(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """v | h ~ N(b + W h, σ² I): (mean (B, D), var (B,))."""
+        k = self._consts.get(h.device, torch.float32)
+        return k["b"] + h.float() @ k["W"].T, torch.full((h.shape[0],), self.sigma ** 2, device=h.device)
+
     supports_conditionals = True
 
     def conditional_logits(self, x) -> tuple[None, torch.Tensor]:

@@ -41,6 +41,13 @@ class JointMoG(Energy):
         mu = 2.0 * b.to(c.dtype) - 1.0
         return ((c - mu) ** 2).sum(-1) / (2 * self.sigma ** 2)
 
+    supports_conditional_gaussian = True
+
+    def conditional_gaussian(self, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x | b ~ N(2b − 1, σ² I): (mean (B, d), var (B,))."""
+        mean = 2.0 * b.float() - 1.0
+        return mean, torch.full((b.shape[0],), self.sigma ** 2, device=b.device)
+
     supports_conditionals = True
 
     def conditional_logits(self, x) -> tuple[None, torch.Tensor]:
