@@ -100,6 +100,8 @@ EXPERIMENTS: dict[str, tuple[str, list[str]]] = {
     "gmm25_flow_boot_fourier_enet": ("configs/gmm25_flow_boot.toml",
                                      BOOT + outer(20) + VEL + ["energy_network.fourier_features=64",
                                                                "energy_network.fourier_scale=2.0"]),
+    # the shipped gmm25_flow_boot (Fourier features in both networks since this measurement), 6,000 steps
+    "gmm25_flow_boot_shipped_long": ("configs/gmm25_flow_boot.toml", BOOT + outer(60)),
 }
 
 KEYS = ["mode_coverage", "mode_weight_tv", "E-W1", "dist_w1", "distance_w1", "label_consistency", "modes_found",
