@@ -96,6 +96,20 @@ EXPERIMENTS: dict[str, tuple[str, list[str]]] = {
     "gb_rbm_velocity_collapsed": ("configs/gb_rbm_plain.toml",
                                   CPU + outer(20) + MIX_VEL + ["estimator.collapse_continuous=true",
                                                                "estimator.conditional_targets=true"]),
+    # the same with the endpoint parametrization (no velocity clip near t = 1), and longer
+    "joint_mog_endpoint_collapsed": ("configs/joint_mog_plain.toml",
+                                     CPU + outer(20) + MIX_END + ["estimator.collapse_continuous=true",
+                                                                  "estimator.conditional_targets=true"]),
+    "gb_rbm_endpoint_collapsed": ("configs/gb_rbm_plain.toml",
+                                  CPU + outer(20) + MIX_END + ["estimator.collapse_continuous=true",
+                                                               "estimator.conditional_targets=true"]),
+    "joint_mog_velocity_collapsed_clip100": (
+        "configs/joint_mog_plain.toml",
+        CPU + outer(20) + ['generator.continuous={name="flow", parametrization="velocity", clip_norm=100.0}',
+                           "estimator.collapse_continuous=true", "estimator.conditional_targets=true"]),
+    "gb_rbm_velocity_collapsed_long": ("configs/gb_rbm_plain.toml",
+                                       CPU + outer(60) + MIX_VEL + ["estimator.collapse_continuous=true",
+                                                                    "estimator.conditional_targets=true"]),
     # bootstrapped GMM-25 with Fourier features in the energy network too (the sampler has them)
     "gmm25_flow_boot_fourier_enet": ("configs/gmm25_flow_boot.toml",
                                      BOOT + outer(20) + VEL + ["energy_network.fourier_features=64",
