@@ -34,6 +34,8 @@ EMA = ["train.ema_decay=0.999"]
 FOURIER = ["network.fourier_features=64", "network.fourier_scale=2.0"]
 MIX_VEL = ['generator.continuous={name="flow", parametrization="velocity", clip_norm=20.0}']
 MIX_END = ['generator.continuous={name="flow", parametrization="endpoint"}']
+# mixed: integrate the Gaussian continuous part out, with the labels' conditional targets
+COLLAPSE = ["estimator.collapse_continuous=true", "estimator.conditional_targets=true"]
 
 
 def outer(n: int) -> list[str]:
@@ -91,28 +93,21 @@ EXPERIMENTS: dict[str, tuple[str, list[str]]] = {
     # the continuous part integrated out exactly (estimator.collapse_continuous: x^c | x^d is Gaussian for
     # both energies), with the labels' conditional targets under the collapsed model
     "joint_mog_velocity_collapsed": ("configs/joint_mog_plain.toml",
-                                     CPU + outer(20) + MIX_VEL + ["estimator.collapse_continuous=true",
-                                                                  "estimator.conditional_targets=true"]),
+                                     CPU + outer(20) + MIX_VEL + COLLAPSE),
     "gb_rbm_velocity_collapsed": ("configs/gb_rbm_plain.toml",
-                                  CPU + outer(20) + MIX_VEL + ["estimator.collapse_continuous=true",
-                                                               "estimator.conditional_targets=true"]),
+                                  CPU + outer(20) + MIX_VEL + COLLAPSE),
     # the same with the endpoint parametrization (no velocity clip near t = 1), and longer
     "joint_mog_endpoint_collapsed": ("configs/joint_mog_plain.toml",
-                                     CPU + outer(20) + MIX_END + ["estimator.collapse_continuous=true",
-                                                                  "estimator.conditional_targets=true"]),
+                                     CPU + outer(20) + MIX_END + COLLAPSE),
     "gb_rbm_endpoint_collapsed": ("configs/gb_rbm_plain.toml",
-                                  CPU + outer(20) + MIX_END + ["estimator.collapse_continuous=true",
-                                                               "estimator.conditional_targets=true"]),
+                                  CPU + outer(20) + MIX_END + COLLAPSE),
     "joint_mog_velocity_collapsed_clip100": (
         "configs/joint_mog_plain.toml",
-        CPU + outer(20) + ['generator.continuous={name="flow", parametrization="velocity", clip_norm=100.0}',
-                           "estimator.collapse_continuous=true", "estimator.conditional_targets=true"]),
+        CPU + outer(20) + ['generator.continuous={name="flow", parametrization="velocity", clip_norm=100.0}'] + COLLAPSE),
     "joint_mog_velocity_collapsed_long": ("configs/joint_mog_plain.toml",
-                                          CPU + outer(60) + MIX_VEL + ["estimator.collapse_continuous=true",
-                                                                       "estimator.conditional_targets=true"]),
+                                          CPU + outer(60) + MIX_VEL + COLLAPSE),
     "gb_rbm_velocity_collapsed_long": ("configs/gb_rbm_plain.toml",
-                                       CPU + outer(60) + MIX_VEL + ["estimator.collapse_continuous=true",
-                                                                    "estimator.conditional_targets=true"]),
+                                       CPU + outer(60) + MIX_VEL + COLLAPSE),
     # bootstrapped GMM-25 with Fourier features in the energy network too (the sampler has them)
     "gmm25_flow_boot_fourier_enet": ("configs/gmm25_flow_boot.toml",
                                      BOOT + outer(20) + VEL + ["energy_network.fourier_features=64",

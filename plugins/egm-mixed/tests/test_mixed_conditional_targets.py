@@ -22,6 +22,14 @@ def labels_by_substitution(energy, x: MixedState, vocab: int) -> torch.Tensor:
     return out
 
 
+def toy_points(path):
+    """Five (x_t, t) of the toy: fully masked, one label known, both known; t from 0.15 to 0.75."""
+    mask = path.discrete.mask_token
+    xt = MixedState(torch.tensor([[0.3], [-1.0], [1.8], [0.9], [0.1]]),
+                    torch.tensor([[mask, mask], [mask, mask], [mask, 1], [1, mask], [mask, mask]]))
+    return xt, torch.tensor([0.15, 0.3, 0.45, 0.6, 0.75])
+
+
 class ToyWithConditionals(ToyEnergy):
     supports_conditionals = True
 
@@ -46,10 +54,7 @@ def test_conditional_targets_match_the_exact_joint_denoiser(registry):
     _, space, path, g = build(registry)
     e = ToyWithConditionals()
     gen = torch.Generator().manual_seed(7)
-    mask = path.discrete.mask_token
-    xt = MixedState(torch.tensor([[0.3], [-1.0], [1.8], [0.9], [0.1]]),
-                    torch.tensor([[mask, mask], [mask, mask], [mask, 1], [1, mask], [mask, mask]]))
-    t = torch.tensor([0.15, 0.3, 0.45, 0.6, 0.75])
+    xt, t = toy_points(path)
     est = estimate_marginal(path, g, lambda x, r: e(x), xt, t, torch.ones_like(t), 40000, gen,
                             conditional_fn=e.conditional_logits)
     _, den = est.target
@@ -74,15 +79,12 @@ from test_mixed_product import M, S  # noqa: E402
 
 @pytest.mark.parametrize("with_conditionals", [False, True])
 def test_collapsed_proposals_match_the_exact_joint_generator(registry, with_conditionals):
-    """Continuous part integrated out: both heads equal the exact ones (the
-    weights over the 4 label configurations do not collapse), and the log-weights sit on the joint estimator's scale (same log mean)."""
+    """Continuous part integrated out: both heads equal the exact ones (the weights over the 4 label
+    configurations do not collapse), and the log-weights sit on the joint estimator's scale."""
     _, space, path, g = build(registry)
     e = ToyGaussian()
     gen = torch.Generator().manual_seed(3)
-    mask = path.discrete.mask_token
-    xt = MixedState(torch.tensor([[0.3], [-1.0], [1.8], [0.9], [0.1]]),
-                    torch.tensor([[mask, mask], [mask, mask], [mask, 1], [1, mask], [mask, mask]]))
-    t = torch.tensor([0.15, 0.3, 0.45, 0.6, 0.75])
+    xt, t = toy_points(path)
     ones = torch.ones_like(t)
     K = 40000
 
