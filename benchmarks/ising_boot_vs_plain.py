@@ -18,6 +18,8 @@ Variants (CPU-sized like benchmarks/cpu_results.sh: lattice_conv 32 × 4, buffer
   a final _ema adds the sampler EMA (train.ema_decay = 0.999), e.g. plain_ema
   a final _rb uses Rao–Blackwellized targets (estimator.conditional_targets = true), e.g. plain_rb,
                  boot_d0.1_rb (then on the rows with r = 1 only)
+  a final _ess allocates the proposals per time bin from the measured ESS
+                 (estimator.proposal_allocation = "ess"), e.g. plain_rb_ess
 Run folders go to OUT/<beta>/<tag>/; OUT/<beta>/results.md and results.json collect the rows of
 every call.
 """
@@ -46,6 +48,9 @@ CONV_ENERGY = ['energy_network={name="lattice_conv", channels=8, layers=2, pool=
 
 
 def variant_args(beta: str, v: str) -> tuple[str, list[str]]:
+    if v.endswith("_ess"):  # proposals per time bin from the measured ESS (estimator.proposal_allocation)
+        cfg, sets = variant_args(beta, v[:-4])
+        return cfg, sets + ['estimator.proposal_allocation="ess"']
     if v.endswith("_rb"):  # conditional (Rao–Blackwellized) denoiser targets
         cfg, sets = variant_args(beta, v[:-3])
         return cfg, sets + ["estimator.conditional_targets=true"]

@@ -160,6 +160,12 @@ class EstimatorConfig:
     #: product energies whose continuous part is Gaussian given the discrete part (gb_rbm, joint_mog):
     #: propose the discrete part only, integrate the continuous part out exactly (rows with r = 1)
     collapse_continuous: bool = attrs.field(default=False, validator=_bool)
+    #: "uniform": K proposals for every row; "ess": the batch is stratified over the 10 logged time bins
+    #: and bin g gets K_g ∝ ess_g^(−1/2) proposals per row (same total B·K; egm_framework/allocation.py),
+    #: updated at every log line from the measured ESS
+    proposal_allocation: str = attrs.field(default="uniform", validator=_choice("uniform", "ess"))
+    #: with proposal_allocation = "ess": K_g stays within [K / ratio, K · ratio]
+    proposal_allocation_max_ratio: float = attrs.field(default=16.0, validator=_num(1))
 
 
 @attrs.frozen(kw_only=True)

@@ -192,6 +192,12 @@ class DataParallelTrainer(Trainer):
                 f"shard(s), so at most {shards} rank(s) can share them, but {self.world} were launched; launch ≤ "
                 f"{shards} processes, or pass --set train.{key}={self.world} (on resume this re-splits them; the new "
                 "shards' random streams start fresh)")
+        if cfg.estimator.proposal_allocation != "uniform" and (shards > 1 or self.world > 1):
+            raise ConfigError(
+                f"estimator.proposal_allocation = {cfg.estimator.proposal_allocation!r} is not supported with "
+                f"{'several ranks' if self.world > 1 else f'train.{key} = {shards}'} yet (each shard would allocate "
+                "its proposals from its own ESS, so results would depend on the split); set "
+                "estimator.proposal_allocation = \"uniform\", or train in one process with one shard")
         sizes = {"estimator.num_proposals": cfg.estimator.num_proposals} if by_proposals else {
             "train.batch_size": tc.batch_size, "train.buffer_refresh": tc.buffer_refresh}
         for name, value in sizes.items():

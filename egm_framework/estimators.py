@@ -49,6 +49,22 @@ class Estimate:
         """Estimate of log p_t(x_t) up to a t-dependent constant: log mean weight + log Z_{r|t}(x_t)."""
         return self.log_mean_weight + self.log_normalizer
 
+    @staticmethod
+    def concat(parts: "list[Estimate]") -> "Estimate":
+        """The estimates of consecutive groups of rows as one (targets None if any part has none)."""
+        if len(parts) == 1:
+            return parts[0]
+        cat = lambda *vs: torch.cat(vs, dim=0)  # noqa: E731
+        targets = [p.target for p in parts]
+        target = None
+        if all(tg is not None for tg in targets):
+            target = targets[0]
+            for tg in targets[1:]:
+                target = tree_map2(cat, target, tg)
+        return Estimate(target=target, ess=cat(*[p.ess for p in parts]),
+                        log_mean_weight=cat(*[p.log_mean_weight for p in parts]),
+                        log_normalizer=cat(*[p.log_normalizer for p in parts]))
+
 
 def chunk_size_for(x_t: State, num_proposals: int, memory_mb: float, overhead: float = 8.0) -> int:
     """Proposals per chunk so that B × chunk proposals (× an overhead factor for the energy's
@@ -230,10 +246,13 @@ class SNISEstimator:
             return x_1, logw, cond
         return collapsed
 
-    def estimate(self, x_t: State, t: torch.Tensor, generator: torch.Generator, with_target: bool = True) -> Estimate:
+    def estimate(self, x_t: State, t: torch.Tensor, generator: torch.Generator, with_target: bool = True,
+                 num_proposals: int | None = None) -> Estimate:
+        """``num_proposals`` overrides K for this call (the trainer's per-time-bin allocation)."""
         r = torch.ones_like(t)
+        K = self.num_proposals if num_proposals is None else num_proposals
         return estimate_marginal(self.path, self.generator_param if with_target else None, self.true_energy_fn,
-                                 x_t, t, r, self.num_proposals, generator, memory_mb=self.memory_mb,
+                                 x_t, t, r, K, generator, memory_mb=self.memory_mb,
                                  conditional_fn=self._final_conditional(with_target),
                                  collapsed_fn=self._final_collapsed(with_target))
 
@@ -260,8 +279,9 @@ class BootstrapEstimator(SNISEstimator):
         return torch.clamp(t + self.delta, max=1.0)
 
     def estimate(self, x_t: State, t: torch.Tensor, generator: torch.Generator, n_final: int = 0,
-                 with_target: bool = True) -> Estimate:
+                 with_target: bool = True, num_proposals: int | None = None) -> Estimate:
         B = t.shape[0]
+        K = self.num_proposals if num_proposals is None else num_proposals
         gp = self.generator_param if with_target else None
         parts = []
         n_boot = B - n_final
@@ -269,22 +289,15 @@ class BootstrapEstimator(SNISEstimator):
             xb = tree_map(lambda v: v[:n_boot], x_t)
             tb = t[:n_boot]
             parts.append(estimate_marginal(self.path, gp, self.intermediate_energy, xb, tb, self.end_times(tb),
-                                           self.num_proposals, generator, memory_mb=self.memory_mb))
+                                           K, generator, memory_mb=self.memory_mb))
         if n_final > 0:
             xf = tree_map(lambda v: v[n_boot:], x_t)
             tf = t[n_boot:]
             parts.append(estimate_marginal(self.path, gp, self.true_energy_fn, xf, tf, torch.ones_like(tf),
-                                           self.num_proposals, generator, memory_mb=self.memory_mb,
+                                           K, generator, memory_mb=self.memory_mb,
                                            conditional_fn=self._final_conditional(with_target),
                                            collapsed_fn=self._final_collapsed(with_target)))
-        if len(parts) == 1:
-            return parts[0]
-        a, b = parts
-        cat = lambda u, v: torch.cat([u, v], dim=0)  # noqa: E731
-        return Estimate(
-            target=None if a.target is None else tree_map2(cat, a.target, b.target),
-            ess=cat(a.ess, b.ess), log_mean_weight=cat(a.log_mean_weight, b.log_mean_weight),
-            log_normalizer=cat(a.log_normalizer, b.log_normalizer))
+        return Estimate.concat(parts)
 
     # ------------------------------------------------------------------ the intermediate energy
     # p_t(x) = Z_{1|t}(x) · E_{x_1 ~ q(·|x)}[e^{−E(x_1)}] / Z, so the intermediate energy splits into an

@@ -37,7 +37,8 @@ from .config import RunConfig, config_from_dict
 from .errors import ConfigError
 from .errors import CheckpointError, EnergyEvaluationError, EGMError
 from .energy_regression import RobustEnergyLoss
-from .estimators import BootstrapEstimator, ProposalStreams, SNISEstimator, check_energy_output, log_mean_variance
+from .allocation import allocate_proposals, stratified_times, stratum_sizes
+from .estimators import BootstrapEstimator, Estimate, ProposalStreams, SNISEstimator, check_energy_output, log_mean_variance
 from .guards import guarded_energy
 from .runfolder import RunFolder, atomic_save, check_config_change, load_checkpoint  # noqa: F401 (re-exported)
 from .interfaces import simulate
@@ -192,6 +193,13 @@ class Trainer:
             self.energy_loss_fn = RobustEnergyLoss(
                 self.comp.path.train_time_range, self.device, kind=est.energy_loss, huber_delta=est.energy_huber_delta,
                 target_limit=est.energy_target_limit, normalize=est.energy_normalize)
+        #: proposals per time bin (estimator.proposal_allocation = "ess"; None: K for every row) and the
+        #: smoothed ESS per bin it is computed from
+        self.allocation: list[int] | None = None
+        self._alloc_ess: list[float | None] | None = None
+        if est.proposal_allocation == "ess":
+            self.allocation = [int(est.num_proposals)] * ESS_BINS
+            self._alloc_ess = [None] * ESS_BINS
         self.step = 0
         self.outer = 0
         self.elapsed = 0.0
@@ -319,6 +327,9 @@ class Trainer:
                "ess_by_time": [round(v, 5) if c > 0 else None for v, c in zip(ess_bins, cnt)],
                "lr": self.scheduler.get_last_lr()[0], "time": round(self.elapsed, 3),
                "energy_evals": self.estimator.energy_evals}
+        if self.allocation is not None:
+            rec["proposals_by_time"] = list(self.allocation)  # what the logged ESS was measured with
+            self._update_allocation(rec["ess_by_time"])
         if self.energy_net is not None:
             rec["energy_loss"] = float(self._eloss_sum) / n
             ecnt = self._eloss_bin_cnt.cpu().numpy()
@@ -343,18 +354,47 @@ class Trainer:
         """B training points from the buffer and their regression targets (call under no_grad); every
         random draw comes from ``gen`` / ``host_rng``, the proposals' from ``proposals`` if given."""
         x1 = self.buffer.sample(B, gen)
-        t, n_final = self.sample_times(B, gen, host_rng)
-        x_t = self.comp.path.sample_xt(x1, t, gen)
         pg = gen if proposals is None else proposals
-        if isinstance(self.estimator, BootstrapEstimator):
-            est = self.estimator.estimate(x_t, t, pg, n_final=n_final)
+        boot = isinstance(self.estimator, BootstrapEstimator)
+        if self.allocation is None:
+            t, n_final = self.sample_times(B, gen, host_rng)
+            x_t = self.comp.path.sample_xt(x1, t, gen)
+            est = (self.estimator.estimate(x_t, t, pg, n_final=n_final) if boot else
+                   self.estimator.estimate(x_t, t, pg))
         else:
-            est = self.estimator.estimate(x_t, t, pg)
+            t, x_t, est = self._stratified_estimate(x1, B, gen, host_rng, pg, boot)
         x_e = t_e = e_target = e_weight = None
         if self.energy_net is not None:
             x_e, t_e, e_target, e_weight = self._energy_target(est, x_t, t, pg)
         return TrainingBatch(x_t=x_t, t=t, target=est.target, ess=est.ess, x_e=x_e, t_e=t_e, e_target=e_target,
                              e_weight=e_weight, log_mean_weight=est.log_mean_weight)
+
+    def _stratified_estimate(self, x1: State, B: int, gen: torch.Generator, host_rng: np.random.Generator, pg,
+                             boot: bool):
+        """Rows stratified over the ESS time bins, stratum g estimated with self.allocation[g] proposals."""
+        lo, hi = self.comp.path.train_time_range
+        sizes = stratum_sizes(B, ESS_BINS, host_rng)
+        cut = min(max(1.0 - self.cfg.estimator.delta, lo), hi) if boot else None
+        t, finals = stratified_times(sizes, lo, hi, gen, self.device, cut=cut, host_rng=host_rng)
+        x_t = self.comp.path.sample_xt(x1, t, gen)
+        parts, start = [], 0
+        for g, n in enumerate(sizes):
+            if n == 0:
+                continue
+            sl = slice(start, start + n)
+            kw = {"n_final": finals[g]} if boot else {}
+            parts.append(self.estimator.estimate(index(x_t, sl), t[sl], pg, num_proposals=self.allocation[g], **kw))
+            start += n
+        return t, x_t, Estimate.concat(parts)
+
+    def _update_allocation(self, ess_bins: list[float | None]) -> None:
+        """Smooth the logged per-bin ESS (half old, half new) and recompute the proposals per bin."""
+        if self.allocation is None:
+            return
+        old = self._alloc_ess
+        self._alloc_ess = [n if o is None else (o if n is None else 0.5 * (o + n)) for o, n in zip(old, ess_bins)]
+        ec = self.cfg.estimator
+        self.allocation = allocate_proposals(self._alloc_ess, ec.num_proposals, ec.proposal_allocation_max_ratio)
 
     def training_batch(self) -> TrainingBatch:
         """This step's batch (the data-parallel trainer draws its shards of the global batch here)."""
@@ -412,15 +452,18 @@ class Trainer:
         ec = self.cfg.estimator
         if ec.energy_target == "bootstrap":
             return x_t, t, self.estimator.residual_target_from(est, x_t, t), None
-        n_e = max(1, int(math.ceil(ec.energy_batch_fraction * t.shape[0])))
-        x_e, t_e = index(x_t, slice(0, n_e)), t[:n_e]
+        B = t.shape[0]
+        n_e = max(1, int(math.ceil(ec.energy_batch_fraction * B)))
+        # stratified rows are sorted by t: take evenly spaced ones, not the first (smallest-t) n_e
+        rows = slice(0, n_e) if self.allocation is None else torch.arange(n_e, device=t.device) * B // n_e
+        x_e, t_e = index(x_t, rows), t[rows]
         direct = self.estimator.energy_regression_estimate(x_e, t_e, gen or self.gen)
         target, ess = -direct.log_mean_weight, direct.ess
         if ec.energy_t_min > 0:
             small = t_e < ec.energy_t_min
-            boot = self.estimator.residual_target_from(est, x_t, t)[:n_e]
+            boot = self.estimator.residual_target_from(est, x_t, t)[rows]
             target = torch.where(small, boot, target)
-            ess = torch.where(small, est.ess[:n_e], ess)
+            ess = torch.where(small, est.ess[rows], ess)
         weight = None
         if ec.energy_weighting == "variance":
             s = self.energy_loss_fn.scale(self.energy_loss_fn.bin_of(t_e)) if ec.energy_normalize else 1.0
@@ -618,6 +661,8 @@ class Trainer:
             d["energy_regression"] = self.energy_loss_fn.state_dict()
         if self.model_ema is not None:
             d["model_ema"] = self.model_ema.state_dict()
+        if self.allocation is not None:
+            d["proposal_allocation"] = json.dumps({"allocation": self.allocation, "ess": self._alloc_ess})
         return d
 
     def load_state_dict(self, d: dict, source: str = "the checkpoint") -> None:
@@ -642,6 +687,10 @@ class Trainer:
         self.buffer.load_state_dict(d["buffer"], self.device)
         self.gen.set_state(d["generator"])
         self.host_rng.bit_generator.state = json.loads(d["host_rng"])
+        if self.allocation is not None and "proposal_allocation" in d:
+            alloc = json.loads(d["proposal_allocation"])
+            if len(alloc["allocation"]) == ESS_BINS:
+                self.allocation, self._alloc_ess = [int(k) for k in alloc["allocation"]], alloc["ess"]
         self.step, self.outer, self.elapsed = int(d["step"]), int(d["outer"]), float(d["elapsed"])
         self.estimator.energy_evals = int(d.get("energy_evals", 0))
         if self.energy_net is not None:
