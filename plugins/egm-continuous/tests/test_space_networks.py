@@ -98,3 +98,34 @@ def test_egnn_output_is_bounded_for_huge_inputs(gen):
     # the scalar head saturates: its output at ×1000 and ×10⁶ agree (bounded features)
     assert torch.allclose(scalar(x * 1e3, t), scalar(x * 1e6, t), rtol=1e-3, atol=1e-2)
     assert v.abs().max() > 1e-2  # not trivially zero
+
+
+def test_egnn_radial_basis_features_keep_it_equivariant_bounded_and_resolve_distances(gen):
+    """distance_rbf adds bounded Gaussian features of r: the output stays equivariant (rotation,
+    permutation), bounded at ×1000, and the features separate DW-4's two wells (r ≈ 2.5 and 5.5) that
+    r/(r + s) maps within 0.14 of each other."""
+    space = EuclideanSpace(n_particles=4, spatial_dim=2, zero_com=True)
+    net = EGNN(space, space.event_shape, hidden=16, layers=3, distance_scale=2.0, distance_rbf=16)
+    assert net.rbf_centres.shape == (16,) and float(net.rbf_centres[-1]) == 8.0  # 4 · distance_scale
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.5, generator=gen) if p.dim() > 1 else None
+    x = torch.randn(5, 8, generator=gen) * 3
+    t = torch.rand(5, generator=gen)
+    R = _rand_orthogonal(gen)
+    perm = torch.tensor([2, 0, 3, 1])
+    for scale in (1.0, 1000.0):
+        xs = x * scale
+        v = net(xs, t)
+        assert torch.isfinite(v).all() and v.view(5, 4, 2).norm(dim=-1).max() < 3 * 2.0
+        xr = (xs.view(5, 4, 2) @ R.T).reshape(5, 8)
+        assert torch.allclose(net(xr, t), (v.view(5, 4, 2) @ R.T).reshape(5, 8), atol=1e-3)
+        xp = xs.view(5, 4, 2)[:, perm].reshape(5, 8)
+        assert torch.allclose(net(xp, t), v.view(5, 4, 2)[:, perm].reshape(5, 8), atol=1e-3)
+    c = net.rbf_centres
+    width = c[1] - c[0]
+    f = lambda r: torch.exp(-((r - c) / width) ** 2)  # noqa: E731  (the layer's feature map)
+    assert (f(torch.tensor(2.5)) - f(torch.tensor(5.5))).abs().max() > 0.9
+    with pytest.raises(ValueError, match="distance_rbf"):
+        EGNN(space, space.event_shape, distance_rbf=-1)
+    with pytest.raises(ValueError, match="rbf_max"):
+        EGNN(space, space.event_shape, distance_rbf=4, rbf_max=0.0)
