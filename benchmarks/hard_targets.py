@@ -96,6 +96,18 @@ EXPERIMENTS: dict[str, tuple[str, list[str]]] = {
                                                           "network.distance_rbf=16", "network.rbf_max=8.0"]),
     "dw4_egnn_velocity_s4": ("configs/dw4_flow_plain.toml",
                              CPU + outer(20) + VEL + ["estimator.num_proposals=1000", "network.distance_scale=4.0"]),
+    # the VE path: its posterior proposals N(x_t, σ_t²) are centred on x_t with σ_t ≤ σ_max, where
+    # cond-OT's N(x_t/t, ((1 − t)/t)²) spread like 1/t at small t (ESS/K = 1/K there); σ_max = 3 covers
+    # DW-4's coordinates. On VE the endpoint form's velocity is −(σ̇_t/σ_t)(x̂_1 − x), with σ̇/σ ≈ −ln(σ_max/σ_min)
+    # until σ_t nears σ_min (the last ~10 % of t), where cond-OT divides by 1 − t everywhere.
+    # distance_scale 2: the EGNN moves a particle up to 8 (|x̂_1 − x| ≈ |x| ≈ 4 at t = 0)
+    "dw4_egnn_ve_endpoint": ("configs/dw4_flow_plain.toml",
+                             CPU + outer(20) + END + ["estimator.num_proposals=1000", "network.distance_scale=2.0",
+                                                      'path={name="ve", sigma_min=0.01, sigma_max=3.0}']),
+    "dw4_egnn_ve_endpoint_rbf": ("configs/dw4_flow_plain.toml",
+                                 CPU + outer(20) + END + ["estimator.num_proposals=1000", "network.distance_scale=2.0",
+                                                          "network.distance_rbf=16",
+                                                          'path={name="ve", sigma_min=0.01, sigma_max=3.0}']),
     # mixed: joint MoG and GB-RBM (cond-OT continuous part)
     "joint_mog_velocity": ("configs/joint_mog_plain.toml", CPU + outer(20) + MIX_VEL),
     "joint_mog_endpoint": ("configs/joint_mog_plain.toml", CPU + outer(20) + MIX_END),
