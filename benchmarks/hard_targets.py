@@ -34,6 +34,8 @@ EMA = ["train.ema_decay=0.999"]
 FOURIER = ["network.fourier_features=64", "network.fourier_scale=2.0"]
 MIX_VEL = ['generator.continuous={name="flow", parametrization="velocity", clip_norm=20.0}']
 MIX_END = ['generator.continuous={name="flow", parametrization="endpoint"}']
+# DW-4 as dw4_flow_plain.toml shipped before the VE measurements below (cond-OT, r/(r + 1) distance feature)
+DW4_CONDOT = ['path={name="cond_ot"}', "network.distance_scale=1.0", "network.distance_rbf=0"]
 # mixed: integrate the Gaussian continuous part out, with the labels' conditional targets
 COLLAPSE = ["estimator.collapse_continuous=true", "estimator.conditional_targets=true"]
 
@@ -73,29 +75,29 @@ EXPERIMENTS: dict[str, tuple[str, list[str]]] = {
     "gmm25_flow_fourier_s4": ("configs/gmm25_flow_plain.toml",
                               CPU + outer(30) + VEL + ["network.fourier_features=64", "network.fourier_scale=4.0"]),
     # DW-4 with the (bounded) EGNN
-    "dw4_egnn_velocity": ("configs/dw4_flow_plain.toml", CPU + outer(10) + VEL),
-    "dw4_egnn_endpoint": ("configs/dw4_flow_plain.toml", CPU + outer(10) + END),
+    "dw4_egnn_velocity": ("configs/dw4_flow_plain.toml", CPU + DW4_CONDOT + outer(10) + VEL),
+    "dw4_egnn_endpoint": ("configs/dw4_flow_plain.toml", CPU + DW4_CONDOT + outer(10) + END),
     # the shipped K = 1,000 (ESS/K was 0.004-0.02 below t = 0.6 at K = 256)
-    "dw4_egnn_endpoint_k1000": ("configs/dw4_flow_plain.toml", CPU + outer(10) + END + ["estimator.num_proposals=1000"]),
+    "dw4_egnn_endpoint_k1000": ("configs/dw4_flow_plain.toml", CPU + DW4_CONDOT + outer(10) + END + ["estimator.num_proposals=1000"]),
     # the same at 6,000 steps (the 1,000-step run trained for 162 s; its evaluation cost about as much)
     "dw4_egnn_endpoint_k1000_long": ("configs/dw4_flow_plain.toml",
-                                     CPU + outer(60) + END + ["estimator.num_proposals=1000"]),
+                                     CPU + DW4_CONDOT + outer(60) + END + ["estimator.num_proposals=1000"]),
     # ... with the proposals allocated per time bin from the measured ESS (K_g ∝ ess_g^(−1/2))
     "dw4_egnn_endpoint_k1000_long_ess": ("configs/dw4_flow_plain.toml",
-                                         CPU + outer(60) + END + ["estimator.num_proposals=1000",
+                                         CPU + DW4_CONDOT + outer(60) + END + ["estimator.num_proposals=1000",
                                                                   'estimator.proposal_allocation="ess"']),
     # the EGNN's distance features: DW-4's wells (r ≈ 2.5, 5.5) are 0.14 apart in r/(r + 1); a larger
     # distance_scale and Gaussian radial basis features resolve them. Velocity: the cond-OT marginal
     # velocity E[x_1 − x_0 | x_t] is bounded, and fits the bounded EGNN once layers × distance_scale
     # exceeds |x_1 − x_0|; the endpoint form divides the network's error by 1 − t near t = 1
     "dw4_egnn_endpoint_rbf": ("configs/dw4_flow_plain.toml",
-                              CPU + outer(20) + END + ["estimator.num_proposals=1000", "network.distance_scale=2.0",
+                              CPU + DW4_CONDOT + outer(20) + END + ["estimator.num_proposals=1000", "network.distance_scale=2.0",
                                                        "network.distance_rbf=16"]),
     "dw4_egnn_velocity_s4_rbf": ("configs/dw4_flow_plain.toml",
-                                 CPU + outer(20) + VEL + ["estimator.num_proposals=1000", "network.distance_scale=4.0",
+                                 CPU + DW4_CONDOT + outer(20) + VEL + ["estimator.num_proposals=1000", "network.distance_scale=4.0",
                                                           "network.distance_rbf=16", "network.rbf_max=8.0"]),
     "dw4_egnn_velocity_s4": ("configs/dw4_flow_plain.toml",
-                             CPU + outer(20) + VEL + ["estimator.num_proposals=1000", "network.distance_scale=4.0"]),
+                             CPU + DW4_CONDOT + outer(20) + VEL + ["estimator.num_proposals=1000", "network.distance_scale=4.0"]),
     # the VE path: its posterior proposals N(x_t, σ_t²) are centred on x_t with σ_t ≤ σ_max, where
     # cond-OT's N(x_t/t, ((1 − t)/t)²) spread like 1/t at small t (ESS/K = 1/K there); σ_max = 3 covers
     # DW-4's coordinates. On VE the endpoint form's velocity is −(σ̇_t/σ_t)(x̂_1 − x), with σ̇/σ ≈ −ln(σ_max/σ_min)
@@ -108,6 +110,17 @@ EXPERIMENTS: dict[str, tuple[str, list[str]]] = {
                                  CPU + outer(20) + END + ["estimator.num_proposals=1000", "network.distance_scale=2.0",
                                                           "network.distance_rbf=16",
                                                           'path={name="ve", sigma_min=0.01, sigma_max=3.0}']),
+    # the better of the two at 6,000 steps, and with the proposals allocated by ESS (ESS/K 0.006 at small t)
+    "dw4_egnn_ve_endpoint_rbf_long": ("configs/dw4_flow_plain.toml",
+                                      CPU + outer(60) + END + ["estimator.num_proposals=1000",
+                                                               "network.distance_scale=2.0", "network.distance_rbf=16",
+                                                               'path={name="ve", sigma_min=0.01, sigma_max=3.0}']),
+    "dw4_egnn_ve_endpoint_rbf_long_ess": ("configs/dw4_flow_plain.toml",
+                                          CPU + outer(60) + END + ["estimator.num_proposals=1000",
+                                                                   "network.distance_scale=2.0",
+                                                                   "network.distance_rbf=16",
+                                                                   'path={name="ve", sigma_min=0.01, sigma_max=3.0}',
+                                                                   'estimator.proposal_allocation="ess"']),
     # mixed: joint MoG and GB-RBM (cond-OT continuous part)
     "joint_mog_velocity": ("configs/joint_mog_plain.toml", CPU + outer(20) + MIX_VEL),
     "joint_mog_endpoint": ("configs/joint_mog_plain.toml", CPU + outer(20) + MIX_END),
