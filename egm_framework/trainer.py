@@ -251,6 +251,11 @@ class Trainer:
         from .states import cat
         return cat(outs) if len(outs) > 1 else outs[0]
 
+    def _bootstrap_cut(self) -> float:
+        """Training times at or above this have r = min(t + Δ, 1) = 1 (clamped to the train range)."""
+        lo, hi = self.comp.path.train_time_range
+        return min(max(1.0 - self.cfg.estimator.delta, lo), hi)
+
     def sample_times(self, B: int, gen: torch.Generator | None = None,
                      host_rng: np.random.Generator | None = None) -> tuple[torch.Tensor, int]:
         """t ~ U(train range); for bootstrapping the rows with r = min(t+Δ, 1) = 1 are put last and
@@ -259,7 +264,7 @@ class Trainer:
         u = torch.rand(B, generator=gen or self.gen, device=self.device)
         if self.cfg.estimator.kind != "bootstrap":
             return lo + (hi - lo) * u, 0
-        cut = min(max(1.0 - self.cfg.estimator.delta, lo), hi)
+        cut = self._bootstrap_cut()
         p_final = (hi - cut) / (hi - lo) if hi > lo else 1.0
         n_final = int((host_rng or self.host_rng).binomial(B, p_final))
         t = torch.empty(B, device=self.device)
@@ -374,7 +379,7 @@ class Trainer:
         """Rows stratified over the ESS time bins, stratum g estimated with self.allocation[g] proposals."""
         lo, hi = self.comp.path.train_time_range
         sizes = stratum_sizes(B, ESS_BINS, host_rng)
-        cut = min(max(1.0 - self.cfg.estimator.delta, lo), hi) if boot else None
+        cut = self._bootstrap_cut() if boot else None
         t, finals = stratified_times(sizes, lo, hi, gen, self.device, cut=cut, host_rng=host_rng)
         x_t = self.comp.path.sample_xt(x1, t, gen)
         parts, start = [], 0

@@ -146,3 +146,22 @@ def test_bad_allocation_name_is_a_config_error():
         _cfg('estimator.proposal_allocation="adaptive"')
     with pytest.raises(ConfigError, match="proposal_allocation_max_ratio"):
         _cfg("estimator.proposal_allocation_max_ratio=0.5")
+
+
+def test_bootstrap_with_allocation_trains_and_counts_only_its_final_rows(tmp_path):
+    """Bootstrapping: each stratum's rows with r = 1 use the true energy (with K_g proposals), the others
+    the learned intermediate energy; training runs and stays finite."""
+    tr = Trainer(_cfg('estimator.kind="bootstrap"', "estimator.delta=0.25", 'estimator.proposal_allocation="ess"',
+                      'energy_network={name="mlp",hidden=16,layers=2}'), tmp_path / "b")
+    tr.refill_buffer()
+    before = tr.estimator.energy_evals
+    b = tr.training_batch()
+    n_final = int((b.t >= tr._bootstrap_cut()).sum())
+    # true energy: K = 16 proposals per final row (+ their conditional pass: the demo ships conditional
+    # targets), plus the direct energy targets (16 per row, every row)
+    direct = 23 * 16
+    assert tr.estimator.energy_evals - before == n_final * 16 * 2 + direct
+    assert 0 < n_final < 23
+    tr.fit(evaluate_at_end=False)
+    assert all(torch.isfinite(p).all() for p in tr.model.parameters())
+    assert all(torch.isfinite(p).all() for p in tr.energy_net.parameters())
