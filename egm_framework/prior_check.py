@@ -47,6 +47,7 @@ def check_prior_scale(path, energy) -> str | None:
         return None
     msg = (f"the path's prior N(0, {prior:.3g}²) is narrower than the target (per-coordinate std up to "
            f"{spread:.3g}): its t = 0 marginal is then a poor approximation and the sampler misses mass far "
-           f"from the origin. Raise the VE path's sigma_max to several times {spread:.3g}, or use cond_ot.")
+           f"from the origin. Raise the VE path's sigma_max to several times {spread:.3g}, set its target_std to "
+           f"{spread:.3g} (a prior with the t = 0 marginal's variance), or use cond_ot.")
     warnings.warn(msg, PriorScaleWarning, stacklevel=2)
     return msg

@@ -230,23 +230,32 @@ class VEPath(AffinePath):
     proposal N(x_t, (σ_t² − σ_r²) I), log Z = 0; velocity (dσ_t²/dt) / (2(σ_t² − σ_r²)) · (x − x_r);
     score −(x − x_r)/(σ_t² − σ_r²). dσ_t²/dt = −2 log(σ_max/σ_min) (σ_t² + σ_min²) < 0.
 
-    Prior: N(0, σ_0² I). The exact t = 0 marginal is the target convolved with N(0, σ_0² I); using
-    the centred Gaussian instead is the usual VE approximation, good when σ_max is large against
-    the target's spread (σ_max = 2 suits targets of scale ~1; use larger σ_max for wide targets).
-    The generator diverges like (1 − t)^{−1/2} at t → 1, so training times stop at t_max.
+    Prior: N(0, (σ_0² + s²) I) with s = ``target_std`` (default 0). The exact t = 0 marginal is the
+    target convolved with N(0, σ_0² I); the centred Gaussian N(0, σ_0² I) (s = 0) is the usual VE
+    approximation, good only when σ_max is large against the target's spread: the flow carries the
+    prior's error to the samples unchanged in KL (a prior too narrow by a factor f gives samples too
+    narrow by about f). ``target_std`` = the target's per-coordinate standard deviation matches the
+    prior's first two moments to a zero-mean target's exactly (for a Gaussian target the prior is
+    then exact); alternatively raise σ_max (Song and Ermon: about the largest distance between two
+    target states). The generator diverges like (1 − t)^{−1/2} at t → 1, so training times stop at t_max.
     """
 
     name = "ve"
 
     def __init__(self, space: EuclideanSpace, sigma_min: float = 0.01, sigma_max: float = 2.0,
-                 t_min: float = 0.0, t_max: float = 0.999):
+                 t_min: float = 0.0, t_max: float = 0.999, target_std: float = 0.0):
         t_min = _as_float(t_min, "t_min")
         t_max = _as_float(t_max, "t_max")
         if not 0.0 <= t_min < t_max < 1.0:
             raise ValueError(f"ve needs 0 <= t_min < t_max < 1, got t_min={t_min}, t_max={t_max}")
+        target_std = _as_float(target_std, "target_std")
+        if not (math.isfinite(target_std) and target_std >= 0.0):
+            raise ValueError(f"ve needs target_std >= 0 (the target's per-coordinate standard deviation; 0 for the "
+                             f"plain N(0, sigma_max^2) prior), got target_std={target_std}")
         super().__init__(space, VESchedule(sigma_min, sigma_max), t_min, t_max)
         self.sigma_min, self.sigma_max = self.schedule.sigma_min, self.schedule.sigma_max
         self.log_rho = self.schedule.log_rho
+        self.target_std = target_std
 
     def sigma2(self, t: torch.Tensor) -> torch.Tensor:
         """σ_t², (B,)."""
@@ -261,21 +270,23 @@ class VEPath(AffinePath):
         return -self.dsigma2_dt(t)
 
     def prior_std(self) -> float:
-        """σ_0 of the (approximate) prior N(0, σ_0² I); the core warns when it is below the target's
-        spread (``egm_framework.prior_check``)."""
-        return math.sqrt(self.sigma_max ** 2 - self.sigma_min ** 2)
+        """Standard deviation of the (approximate) prior, √(σ_0² + target_std²) with σ_0² = σ_max² − σ_min²;
+        the core warns when it is below the target's spread (``egm_framework.prior_check``)."""
+        return math.sqrt(self.sigma_max ** 2 - self.sigma_min ** 2 + self.target_std ** 2)
 
     def prior_sample(self, n: int, generator: torch.Generator, device="cpu") -> torch.Tensor:
-        """x_0 ~ N(0, σ_0² I), σ_0² = σ_max² − σ_min². -> (n, d)."""
-        s0 = math.sqrt(self.sigma_max ** 2 - self.sigma_min ** 2)
-        return s0 * self._noise((n, self.space.dim), generator, device)
+        """x_0 ~ N(0, prior_std()² I) (projected on zero_com spaces). -> (n, d)."""
+        return self.prior_std() * self._noise((n, self.space.dim), generator, device)
 
     def prior_log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """log N(x; 0, σ_0² I) on the space's free coordinates, (B,) float64."""
+        """log N(x; 0, prior_std()² I) on the space's free coordinates, (B,) float64."""
         from egm_framework.likelihood import gaussian_log_prob
 
-        return gaussian_log_prob(x, math.sqrt(self.sigma_max ** 2 - self.sigma_min ** 2), self.space.free_dim)
+        return gaussian_log_prob(x, self.prior_std(), self.space.free_dim)
 
     def describe(self) -> dict:
-        return {"name": self.name, "sigma_min": self.sigma_min, "sigma_max": self.sigma_max,
-                "t_min": self.t_min, "t_max": self.t_max}
+        d = {"name": self.name, "sigma_min": self.sigma_min, "sigma_max": self.sigma_max,
+             "t_min": self.t_min, "t_max": self.t_max}
+        if self.target_std:  # only when set, so that runs made before the option describe as they did
+            d["target_std"] = self.target_std
+        return d

@@ -159,3 +159,21 @@ def test_field_loss_weight_is_the_capped_velocity_error():
     assert torch.allclose(FlowGenerator().loss(out, target, None, t), torch.ones(3))
     with pytest.raises(ValueError, match="loss_weight"):
         FlowGenerator(loss_weight="snr")
+
+
+def test_ve_target_std_makes_the_prior_the_exact_marginal_of_a_gaussian_target(gen):
+    """The VE prior N(0, σ_0²) is narrower than p_0 = N(0, s² + σ_0²); the exact flow carries that to the
+    samples (std s σ_0 / √(σ_0² + s²), 15 % too narrow here). With target_std = s the prior is p_0
+    and the exact flow from it reproduces the target."""
+    s = 1.3
+    for target_std, expected_std in ((0.0, s * 2.0 / (4.0 + s * s) ** 0.5), (s, s)):
+        path = VEPath(EuclideanSpace(dim=2), sigma_min=0.01, sigma_max=2.0, target_std=target_std)
+        assert path.prior_std() == pytest.approx((4.0 - 1e-4 + target_std ** 2) ** 0.5)
+        truth = GaussianTruth(path, torch.zeros(2), torch.full((2,), s))
+        x = simulate(FlowGenerator(solver="heun", **V), _model(FlowGenerator(**V), truth, path), path, N, 200, gen)
+        assert torch.allclose(x.std(0), torch.full((2,), expected_std), rtol=0.03), (target_std, x.std(0))
+        x0 = path.prior_sample(5, gen)
+        expected = torch.distributions.Normal(0.0, path.prior_std()).log_prob(x0).sum(-1).double()
+        assert torch.allclose(path.prior_log_prob(x0), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="target_std >= 0"):
+        VEPath(EuclideanSpace(dim=2), target_std=-1.0)
