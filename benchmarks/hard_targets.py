@@ -174,6 +174,15 @@ EXPERIMENTS: dict[str, tuple[str, list[str]]] = {
                                                            "network.distance_rbf=16", "network.rbf_max=8.0",
                                                            'path={name="ve", sigma_min=0.01, sigma_max=6.0, target_std=1.82}',
                                                            'estimator.proposal_allocation="ess"']),
+    # between σ_max = 3 (tail 0.05 %, distance W1 0.107) and 6 (0.7 %, 0.053)
+    "dw4_egnn_ve4p5_s6_tstd_endpoint_rbf_long_ess_ema": ("configs/dw4_flow_plain.toml",
+                                                         CPU + outer(60) + END + EMA + [
+                                                             "estimator.num_proposals=1000", "network.distance_scale=6.0",
+                                                             "network.distance_rbf=16", "network.rbf_max=8.0",
+                                                             'path={name="ve", sigma_min=0.01, sigma_max=4.5, target_std=1.82}',
+                                                             'estimator.proposal_allocation="ess"']),
+    # the shipped bootstrapped DW-4 (the plain run's path, prior and EGNN) at bootstrapped CPU sizes, 15 minutes
+    "dw4_boot_shipped_cpu": ("configs/dw4_flow_boot.toml", BOOT + outer(60) + ["train.max_seconds=900"]),
     # mixed: joint MoG and GB-RBM (cond-OT continuous part)
     "joint_mog_velocity": ("configs/joint_mog_plain.toml", CPU + outer(20) + MIX_VEL),
     "joint_mog_endpoint": ("configs/joint_mog_plain.toml", CPU + outer(20) + MIX_END),
