@@ -183,6 +183,12 @@ EXPERIMENTS: dict[str, tuple[str, list[str]]] = {
                                                              'estimator.proposal_allocation="ess"']),
     # the shipped bootstrapped DW-4 (the plain run's path, prior and EGNN) at bootstrapped CPU sizes, 15 minutes
     "dw4_boot_shipped_cpu": ("configs/dw4_flow_boot.toml", BOOT + outer(60) + ["train.max_seconds=900"]),
+    # GMM-25 on the VE diffusion: σ_max = 15 against coordinate std 7.14 (= √(5² · 2 + 1)) leaves the prior
+    # 10 % narrower than the t = 0 marginal; the same at the marginal's variance (target_std = 7.14)
+    "gmm25_diffusion_cpu": ("configs/gmm25_diffusion_plain.toml",
+                            CPU + outer(30) + ['path={name="ve", sigma_min=0.01, sigma_max=15.0}']),
+    "gmm25_diffusion_cpu_tstd": ("configs/gmm25_diffusion_plain.toml",
+                                 CPU + outer(30) + ['path={name="ve", sigma_min=0.01, sigma_max=15.0, target_std=7.14}']),
     # mixed: joint MoG and GB-RBM (cond-OT continuous part)
     "joint_mog_velocity": ("configs/joint_mog_plain.toml", CPU + outer(20) + MIX_VEL),
     "joint_mog_endpoint": ("configs/joint_mog_plain.toml", CPU + outer(20) + MIX_END),

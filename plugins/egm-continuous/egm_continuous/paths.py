@@ -274,6 +274,11 @@ class VEPath(AffinePath):
         the core warns when it is below the target's spread (``egm_framework.prior_check``)."""
         return math.sqrt(self.sigma_max ** 2 - self.sigma_min ** 2 + self.target_std ** 2)
 
+    def prior_noise_std(self) -> float:
+        """σ_0 = √(σ_max² − σ_min²), the noise the path adds at t = 0: the exact t = 0 marginal is the
+        target convolved with N(0, σ_0² I) (``egm_framework.prior_check`` compares the prior with it)."""
+        return math.sqrt(self.sigma_max ** 2 - self.sigma_min ** 2)
+
     def prior_sample(self, n: int, generator: torch.Generator, device="cpu") -> torch.Tensor:
         """x_0 ~ N(0, prior_std()² I) (projected on zero_com spaces). -> (n, d)."""
         return self.prior_std() * self._noise((n, self.space.dim), generator, device)

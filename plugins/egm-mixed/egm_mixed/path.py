@@ -75,6 +75,11 @@ class ProductPath(ConditionalPath):
         fn = getattr(self.continuous, "prior_std", None)
         return fn() if fn is not None else None
 
+    def prior_noise_std(self) -> float | None:
+        """The continuous part's noise std at t = 0 (None if it does not say)."""
+        fn = getattr(self.continuous, "prior_noise_std", None)
+        return fn() if fn is not None else None
+
     # --------------------------------------------------------------------------------- sampling
     def prior_sample(self, n: int, generator: torch.Generator, device: torch.device | str = "cpu") -> MixedState:
         """x_0 = (x_0^c ~ p_0^c, x_0^d ~ p_0^d): ((n, *c_event), (n, *d_event))."""

@@ -404,10 +404,11 @@ def test_any_registered_pair_composes(registry, c_path, d_path, c_gen):
 
 def test_default_continuous_path_is_cond_ot_and_a_narrow_ve_prior_warns():
     """The product path's default continuous part is cond_ot (exact N(0, I) prior). A VE part whose
-    N(0, σ_0²) prior is narrower than the target (GB-RBM: modes 5 apart, per-coordinate std ≈ 2.5) warns."""
+    N(0, σ_0²) prior is more than 5 % narrower than the t = 0 marginal N(0, σ_0² + s²) warns (GB-RBM: the
+    largest per-coordinate std s is 4.5, so σ_max = 10 still warns and 15 does not)."""
     import warnings
 
-    from egm_framework.prior_check import PriorScaleWarning, check_prior_scale
+    from egm_framework.prior_check import PriorScaleWarning, check_prior_scale, target_std
     from egm_framework.registry import get_registry
 
     reg = get_registry()
@@ -419,7 +420,17 @@ def test_default_continuous_path_is_cond_ot_and_a_narrow_ve_prior_warns():
     narrow = reg.create("path", "product", space, continuous={"name": "ve", "sigma_max": 2.0})
     with pytest.warns(PriorScaleWarning, match="sigma_max"):
         assert "narrower than the target" in check_prior_scale(narrow, e)
-    wide = reg.create("path", "product", space, continuous={"name": "ve", "sigma_max": 10.0})
+    wide = reg.create("path", "product", space, continuous={"name": "ve", "sigma_max": 15.0})
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert check_prior_scale(wide, e) is None
+    # wider than the target, but 13 % narrower than the t = 0 marginal √(σ_0² + s²): still warns
+    s = target_std(e)
+    closer = reg.create("path", "product", space, continuous={"name": "ve", "sigma_max": 1.5 * s})
+    with pytest.warns(PriorScaleWarning, match="target_std"):
+        assert "t = 0 marginal" in check_prior_scale(closer, e)
+    # the prior widened to the marginal's variance (target_std = s) passes
+    matched = reg.create("path", "product", space, continuous={"name": "ve", "sigma_max": 1.5 * s, "target_std": s})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert check_prior_scale(matched, e) is None
