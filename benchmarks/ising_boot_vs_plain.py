@@ -18,7 +18,8 @@ Variants (CPU-sized like benchmarks/cpu_results.sh: lattice_conv 32 × 4, buffer
   boot_d<Δ>      the same with estimator.delta = Δ (e.g. boot_d0.1)
   boot_conv      energy network lattice_conv 8 × 2 with a summed scalar head instead of the MLP
   suffixes _k<K>, _b<B> set the proposals and batch size, e.g. boot_d0.1_k64_b64, plain_k2048_b64;
-                 boot_..._t<T> sets estimator.energy_t_min = T (bootstrapped energy target below T)
+                 boot_..._t<T> sets estimator.energy_t_min = T (bootstrapped energy target below T),
+                 boot_..._e<K> estimator.energy_num_proposals = K (the direct energy target's own K)
   a final _ema adds the sampler EMA (train.ema_decay = 0.999), e.g. plain_ema
   a final _rb uses Rao–Blackwellized targets (estimator.conditional_targets = true), e.g. plain_rb,
                  boot_d0.1_rb (then on the rows with r = 1 only)
@@ -89,7 +90,7 @@ def variant_args(beta: str, v: str) -> tuple[str, list[str]]:
             rest, sets = rest[5:], sets + CONV_ENERGY
         for part in [p for p in rest.split("_") if p]:
             key = {"d": "estimator.delta", "k": "estimator.num_proposals", "b": "train.batch_size",
-                   "t": "estimator.energy_t_min"}.get(part[0])
+                   "t": "estimator.energy_t_min", "e": "estimator.energy_num_proposals"}.get(part[0])
             if key is None:
                 raise SystemExit(f"unknown variant part {part!r} in {v!r}")
             sets.append(f"{key}={part[1:]}")

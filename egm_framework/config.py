@@ -150,6 +150,9 @@ class EstimatorConfig:
     #: small-t policy: rows with t < energy_t_min take the bootstrapped target (from the bridge
     #: estimate the step computes anyway) instead of the heavy-tailed direct one
     energy_t_min: float = attrs.field(default=0.0, validator=_num(0, 1))
+    #: K of the direct energy target alone (default: num_proposals): at small t the target is a
+    #: best-of-K estimate, so a bootstrapped run with a small sampler K can give its regression more
+    energy_num_proposals: int | None = attrs.field(default=None, validator=_num(1, integer=True, optional=True))
     #: "none" or "variance": weight each direct-target row by 1 / (1 + v/s²), v its delta-method
     #: variance from the proposals' ESS, s the target's running spread in its time bin
     energy_weighting: str = attrs.field(default="none", validator=_choice("none", "variance"))

@@ -317,10 +317,12 @@ class BootstrapEstimator(SNISEstimator):
         """Direct target for the residual network R(x_t, t): −log (1/K) Σ_k exp(−E(x_1^k)), x_1^k ~ q(·|x_t)."""
         return -self.energy_regression_estimate(x_t, t, generator).log_mean_weight
 
-    def energy_regression_estimate(self, x_t: State, t: torch.Tensor, generator: torch.Generator) -> Estimate:
+    def energy_regression_estimate(self, x_t: State, t: torch.Tensor, generator: torch.Generator,
+                                   num_proposals: int | None = None) -> Estimate:
         """The plain (r = 1) weight statistics behind the direct target: −log_mean_weight is the target,
-        ``ess`` gives its delta-method variance ≈ 1/(K·ess) − 1/K (see :func:`log_mean_variance`)."""
-        return super().estimate(x_t, t, generator, with_target=False)
+        ``ess`` gives its delta-method variance ≈ 1/(K·ess) − 1/K (see :func:`log_mean_variance`).
+        ``num_proposals`` overrides K for this call (``estimator.energy_num_proposals``)."""
+        return super().estimate(x_t, t, generator, with_target=False, num_proposals=num_proposals)
 
     def residual_target_from(self, est: Estimate, x_t: State, t: torch.Tensor) -> torch.Tensor:
         """Bootstrapped target for R(x_t, t) from a bridge estimate to r: −log p_t(x_t) + log Z_{1|t}(x_t)

@@ -451,7 +451,8 @@ class Trainer:
         """Rows, times, targets and row weights (or None) of the energy network's regression.
 
         "bootstrap": the bridge estimate's own target on every row. "direct": −log mean e^{−E(x_1^k)}
-        over K fresh proposals on the first energy_batch_fraction of the rows; rows with
+        over K fresh proposals (K = energy_num_proposals, default num_proposals) on the first
+        energy_batch_fraction of the rows; rows with
         t < energy_t_min take the bootstrapped target instead; energy_weighting = "variance" weights
         rows by 1 / (1 + v/s²) with v the target's delta-method variance."""
         ec = self.cfg.estimator
@@ -462,7 +463,8 @@ class Trainer:
         # stratified rows are sorted by t: take evenly spaced ones, not the first (smallest-t) n_e
         rows = slice(0, n_e) if self.allocation is None else torch.arange(n_e, device=t.device) * B // n_e
         x_e, t_e = index(x_t, rows), t[rows]
-        direct = self.estimator.energy_regression_estimate(x_e, t_e, gen or self.gen)
+        k_e = ec.energy_num_proposals or ec.num_proposals
+        direct = self.estimator.energy_regression_estimate(x_e, t_e, gen or self.gen, num_proposals=k_e)
         target, ess = -direct.log_mean_weight, direct.ess
         if ec.energy_t_min > 0:
             small = t_e < ec.energy_t_min
@@ -472,7 +474,7 @@ class Trainer:
         weight = None
         if ec.energy_weighting == "variance":
             s = self.energy_loss_fn.scale(self.energy_loss_fn.bin_of(t_e)) if ec.energy_normalize else 1.0
-            weight = 1.0 / (1.0 + log_mean_variance(ess, ec.num_proposals) / (s * s))
+            weight = 1.0 / (1.0 + log_mean_variance(ess, k_e) / (s * s))
         return x_e, t_e, target, weight
 
     @torch.no_grad()

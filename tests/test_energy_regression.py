@@ -106,7 +106,8 @@ def test_new_estimator_keys_are_validated():
                             ("energy_normalize", 1, "estimator.energy_normalize: must be true or false"),
                             ("energy_t_min", 1.5, r"estimator.energy_t_min: must be in \[0, 1\]"),
                             ("energy_grad_clip", 0.0, r"estimator.energy_grad_clip: must be in \(0"),
-                            ("energy_weighting", "ess", "estimator.energy_weighting: must be one of")]:
+                            ("energy_weighting", "ess", "estimator.energy_weighting: must be one of"),
+                            ("energy_num_proposals", 0, r"estimator.energy_num_proposals: must be")]:
         with pytest.raises(ConfigError, match=msg):
             config_from_dict({**base, "estimator": {key: value}})
 
@@ -129,8 +130,8 @@ def _inject_heavy_tail(trainer, scale=1e8):
     orig = est.energy_regression_estimate
     g = torch.Generator().manual_seed(1)
 
-    def heavy(x, t, gen):
-        e = orig(x, t, gen)
+    def heavy(x, t, gen, **kw):
+        e = orig(x, t, gen, **kw)
         noise = scale * torch.tan(math.pi * (torch.rand(t.shape, generator=g) - 0.5))
         return type(e)(target=None, ess=e.ess, log_mean_weight=e.log_mean_weight - noise,
                        log_normalizer=e.log_normalizer)
@@ -209,6 +210,14 @@ def test_energy_evaluations_are_counted_exactly(tmp_path):
     tr.host_rng.bit_generator.state = state
     tr.train_step()
     assert tr.estimator.energy_evals == n_final * 16 + 16 * 16
+    # the direct target with its own K: 40 proposals on each of its 16 rows
+    tr = Trainer(_boot_cfg(energy_batch_fraction=0.5, energy_num_proposals=40), tmp_path / "boot_k")
+    tr.refill_buffer()
+    state = tr.host_rng.bit_generator.state
+    _, n_final = tr.sample_times(32)
+    tr.host_rng.bit_generator.state = state
+    tr.train_step()
+    assert tr.estimator.energy_evals == n_final * 16 + 16 * 40
 
 
 def test_run_folders_with_the_old_clamp_key_still_load():
