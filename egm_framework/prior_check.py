@@ -60,8 +60,9 @@ def check_prior_scale(path, energy) -> str | None:
     if prior >= (1.0 - TOLERANCE) * marginal:
         return None
     msg = (f"the path's prior N(0, {prior:.3g}²) is narrower than the target's t = 0 marginal (std "
-           f"{marginal:.3g}: the target's per-coordinate std is up to {spread:.3g}): the flow carries the "
-           f"difference to the samples, which come out too narrow and miss mass far from the origin. Raise the "
+           f"{marginal:.3g}: the target's per-coordinate std is up to {spread:.3g}): a flow carries the "
+           f"difference to the samples (a diffusion partly forgets it), which come out too narrow and miss mass "
+           f"far from the origin. Raise the "
            f"VE path's sigma_max to several times {spread:.3g}, set its target_std to {spread:.3g} (a prior with "
            f"the t = 0 marginal's variance), or use cond_ot.")
     warnings.warn(msg, PriorScaleWarning, stacklevel=2)
