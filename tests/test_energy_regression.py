@@ -203,21 +203,15 @@ def test_energy_evaluations_are_counted_exactly(tmp_path):
     tr.train_step()
     tr.train_step()
     assert tr.estimator.energy_evals == 2 * 32 * 16
-    tr = Trainer(_boot_cfg(energy_batch_fraction=0.5), tmp_path / "boot")
-    tr.refill_buffer()
-    state = tr.host_rng.bit_generator.state
-    _, n_final = tr.sample_times(32)
-    tr.host_rng.bit_generator.state = state
-    tr.train_step()
-    assert tr.estimator.energy_evals == n_final * 16 + 16 * 16
-    # the direct target with its own K: 40 proposals on each of its 16 rows
-    tr = Trainer(_boot_cfg(energy_batch_fraction=0.5, energy_num_proposals=40), tmp_path / "boot_k")
-    tr.refill_buffer()
-    state = tr.host_rng.bit_generator.state
-    _, n_final = tr.sample_times(32)
-    tr.host_rng.bit_generator.state = state
-    tr.train_step()
-    assert tr.estimator.energy_evals == n_final * 16 + 16 * 40
+    # bootstrapped: the direct target with the sampler's K, then with its own K (40 per row)
+    for name, extra, k_e in (("boot", {}, 16), ("boot_k", {"energy_num_proposals": 40}, 40)):
+        tr = Trainer(_boot_cfg(energy_batch_fraction=0.5, **extra), tmp_path / name)
+        tr.refill_buffer()
+        state = tr.host_rng.bit_generator.state
+        _, n_final = tr.sample_times(32)
+        tr.host_rng.bit_generator.state = state
+        tr.train_step()
+        assert tr.estimator.energy_evals == n_final * 16 + 16 * k_e
 
 
 def test_run_folders_with_the_old_clamp_key_still_load():
