@@ -52,7 +52,7 @@ def describe(e, x, gt, label: str) -> None:
 
 
 def _ground_truth(run: Path):
-    d = torch.load(run / "ground_truth.pt", map_location="cpu", weights_only=False)
+    d = torch.load(run / "ground_truth.pt", map_location="cpu", weights_only=True)
     a = d["a"]
     return a["x"] if isinstance(a, dict) else a
 
@@ -60,7 +60,7 @@ def _ground_truth(run: Path):
 def run_report(run: Path, extra_stds: list[float], n: int, steps: int) -> None:
     e = _energy()
     gt = _ground_truth(run)
-    s = torch.load(run / "samples.pt", map_location="cpu", weights_only=False)
+    s = torch.load(run / "samples.pt", map_location="cpu", weights_only=True)
     describe(e, s["x"] if isinstance(s, dict) else s, gt, f"{run} (its samples.pt)")
     if not extra_stds:
         return
