@@ -113,6 +113,7 @@ def estimate_marginal(
     memory_mb: float = 256.0,
     conditional_fn: Callable[[State], Any] | None = None,
     collapsed_fn: Callable | None = None,
+    teacher_fn: Callable[[State, torch.Tensor], Any] | None = None,
 ) -> Estimate:
     """Self-normalized importance-sampling estimate with proposals to time r (see module docstring).
 
@@ -130,12 +131,19 @@ def estimate_marginal(
     path's :meth:`collapsed_proposals`) returns proposals whose integrated part is its posterior mean
     (the targets are affine in it), their log-weights on the same scale as −E + c, and optionally the
     conditional logits of the categorical sites under the collapsed model.
+
+    ``teacher_fn(x_r, r) -> output`` (r < 1, bootstrapping) is the sampler network itself (no gradient):
+    each proposal then contributes the generator's *teacher target*
+    (:meth:`~egm_framework.interfaces.GeneratorParametrization.weighted_teacher_target`), the
+    conditional expectation of its r = 1 target given x_r as the network predicts it, instead of the
+    bridge target.
     """
     B = batch_size(x_t)
     K = int(num_proposals)
     segments = generator.segments if isinstance(generator, ProposalStreams) else [(generator, K)]
     if chunk_size is None:
-        chunk_size = chunk_size_for(x_t, K, memory_mb)
+        # a teacher's output and activations per proposal are several times the state's size
+        chunk_size = chunk_size_for(x_t, K, memory_mb, overhead=32.0 if teacher_fn is not None else 8.0)
     device = t.device
     m = torch.full((B,), -math.inf, device=device)
     s = torch.zeros(B, device=device)
@@ -166,6 +174,9 @@ def estimate_marginal(
         elif generator_param is not None and conditional_fn is not None and collapsed_fn is None:
             cond = tree_map(lambda v, k=k: v.reshape(B, k, *v.shape[1:]), conditional_fn(flat))
             part = generator_param.weighted_conditional_target(path, x_t, t, x_r, r, w, cond)
+        elif generator_param is not None and teacher_fn is not None and collapsed_fn is None:
+            out = tree_map(lambda v, k=k: v.reshape(B, k, *v.shape[1:]), teacher_fn(flat, r.repeat_interleave(k)))
+            part = generator_param.weighted_teacher_target(path, x_t, t, x_r, r, w, out)
         elif generator_param is not None:
             part = generator_param.weighted_target(path, x_t, t, x_r, r, w)
         if generator_param is not None:
@@ -269,11 +280,15 @@ class BootstrapEstimator(SNISEstimator):
 
     def __init__(self, path, generator_param, energy, intermediate_energy: EnergyFn, delta: float = 0.01,
                  num_proposals: int = 1000, memory_mb: float = 256.0, conditional_targets: bool = False,
-                 collapse_continuous: bool = False):
+                 collapse_continuous: bool = False, final_num_proposals: int | None = None):
         super().__init__(path, generator_param, energy, num_proposals, memory_mb, conditional_targets,
                          collapse_continuous)
+        #: K of the rows with r = 1 (true energy), or None: the same K as the bootstrapped rows
+        self.final_num_proposals = final_num_proposals
         self.intermediate_energy = intermediate_energy
         self.delta = delta
+        #: the sampler network as teacher on the rows with r < 1 (``estimator.teacher_targets``), or None
+        self.teacher_fn: Callable[[State, torch.Tensor], Any] | None = None
 
     def end_times(self, t: torch.Tensor) -> torch.Tensor:
         return torch.clamp(t + self.delta, max=1.0)
@@ -289,12 +304,13 @@ class BootstrapEstimator(SNISEstimator):
             xb = tree_map(lambda v: v[:n_boot], x_t)
             tb = t[:n_boot]
             parts.append(estimate_marginal(self.path, gp, self.intermediate_energy, xb, tb, self.end_times(tb),
-                                           K, generator, memory_mb=self.memory_mb))
+                                           K, generator, memory_mb=self.memory_mb,
+                                           teacher_fn=self.teacher_fn if with_target else None))
         if n_final > 0:
             xf = tree_map(lambda v: v[n_boot:], x_t)
             tf = t[n_boot:]
             parts.append(estimate_marginal(self.path, gp, self.true_energy_fn, xf, tf, torch.ones_like(tf),
-                                           K, generator, memory_mb=self.memory_mb,
+                                           self.final_num_proposals or K, generator, memory_mb=self.memory_mb,
                                            conditional_fn=self._final_conditional(with_target),
                                            collapsed_fn=self._final_collapsed(with_target)))
         return Estimate.concat(parts)

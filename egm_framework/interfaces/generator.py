@@ -51,6 +51,28 @@ class GeneratorParametrization(ABC):
         finite-K bias. Optional: set :attr:`supports_conditional_targets`."""
         raise NotImplementedError(f"generator {self.name!r} has no conditional (Rao–Blackwellized) targets")
 
+    #: whether :meth:`weighted_teacher_target` is implemented
+    supports_teacher_targets: bool = False
+
+    def weighted_teacher_target(
+        self, path: ConditionalPath, x_t: State, t: torch.Tensor, x_r: State, r: torch.Tensor, w: torch.Tensor,
+        teacher_output: Any,
+    ) -> Any:
+        """Bootstrapped form of :meth:`weighted_target` for r < 1 with the sampler network as teacher:
+        Σ_k w_k E[T(x_t, t | x_1) | x_r^k], the r = 1 target averaged over the end points x_1 that
+        proposal x_r^k leaves open, as the network's output at (x_r^k, r) (``teacher_output``, (B, n, *out))
+        predicts them. x_t ⊥ x_1 given x_r on the path, so with an exact teacher and exact weights the
+        expectation is the marginal target at t, as for the bridge target; what the bridge target leaves
+        to chance (which parts of x_r^k have resolved) is averaged out by the teacher. Optional: set
+        :attr:`supports_teacher_targets`."""
+        raise NotImplementedError(f"generator {self.name!r} has no teacher targets")
+
+    def teacher_unsupported(self, path: ConditionalPath) -> str | None:
+        """Why teacher targets cannot be used with this path (a sentence for a config error), or None."""
+        if not self.supports_teacher_targets:
+            return f"generator {self.name!r} has no teacher targets (GeneratorParametrization.weighted_teacher_target)"
+        return None
+
     def finalize_target(self, target: Any, x_t: State, t: torch.Tensor) -> Any:
         """Post-process the normalized estimate (e.g. clip by norm). Default: unchanged."""
         return target

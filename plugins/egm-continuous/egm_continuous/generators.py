@@ -135,6 +135,30 @@ class _VectorFieldGenerator(GeneratorParametrization):
         view = (-1,) + (1,) * (x.dim() - 1)
         return a1.to(x.dtype).view(view) * output + (a1 + b1).to(x.dtype).view(view) * x
 
+    def endpoint_from_output(self, path: ConditionalPath, x: torch.Tensor, t: torch.Tensor,
+                             output: torch.Tensor) -> torch.Tensor:
+        """The posterior mean x̂_1(x, t) the network output stands for: x + D (endpoint), or
+        (F − β_1 x)/α_1 with the field's r = 1 form (velocity). x, output: (B, d), t: (B,) < 1."""
+        if self.parametrization == "endpoint":
+            return x + output
+        a1, b1 = self.field_affine(path, t, torch.ones_like(t))
+        view = (-1,) + (1,) * (x.dim() - 1)
+        return (output - b1.to(x.dtype).view(view) * x) / a1.to(x.dtype).view(view)
+
+    supports_teacher_targets = True
+
+    def weighted_teacher_target(self, path, x_t, t, x_r, r, w, teacher_output):
+        """Σ_k w_k T(x_t | x̂_1(x_r^k, r)) with the r = 1 target form: each bridge proposal x_r^k
+        contributes the r = 1 target of the teacher's posterior mean E[x_1 | x_r^k] instead of the bridge
+        target (the r = 1 target is affine in x_1, and x_1 → x_r → x_t is Markov on a Gaussian-bridge path,
+        so E[x_1 | x_t] = E[E[x_1 | x_r] | x_t]). x_r, teacher_output: (B, n, d), w: (B, n) -> (B, d)."""
+        B, n = w.shape
+        event = x_t.shape[1:]
+        xhat = self.endpoint_from_output(path, x_r.reshape(B * n, *event), r.repeat_interleave(n),
+                                         teacher_output.reshape(B * n, *event))
+        alpha, beta = self.target_affine(path, t, torch.ones_like(t))
+        return _weighted_affine(alpha, beta, x_t, xhat.view(B, n, *event), w)
+
     def finalize_target(self, target: torch.Tensor, x_t, t) -> torch.Tensor:
         """Clip the normalized estimate by its norm per row (``clip_norm``; None = off). With the
         endpoint parametrization the clip applies to D = x̂_1 − x_t (rarely needed: it is bounded)."""

@@ -136,3 +136,24 @@ def test_endpoint_target_is_the_velocity_target_in_closed_form(kind, gen):
     assert torch.allclose(end.field(path, x, t, d), u, rtol=1e-4, atol=1e-3)
     hull = (w[..., None] * xr).sum(1) / w.sum(1, keepdim=True) - x
     assert torch.allclose(d[2:], hull[2:], atol=1e-5)
+
+
+@pytest.mark.parametrize("kind,gp", CASES, ids=IDS)
+def test_teacher_target_with_exact_teacher_and_energy(kind, gp, gen):
+    """Bridge proposals to r = t + 0.1 with the exact E_r, and the exact network output at (x_r, r) as
+    teacher: every proposal contributes the r = 1 target of E[x_1 | x_r], and the estimate is the exact
+    marginal field at t (within the bridge estimate's own tolerance: it averages out more)."""
+    path = _path(kind)
+    truth = GaussianTruth(path, MEAN, STD)
+    x, t = _points(truth, gen, gp)
+    r = torch.clamp(t + 0.1, max=0.999)
+    teacher = lambda xr, rr: _expected(gp, truth, xr, rr, path)  # noqa: E731
+    est = estimate_marginal(path, gp, truth.energy_at, x, t, r, K, gen, teacher_fn=teacher)
+    expected = _expected(gp, truth, x, t, path)
+    err = (est.target - expected).abs()
+    tol = _tolerance(gp, truth, path, t, r, est)
+    assert torch.all(err <= tol), (err / tol, est.ess)
+    # the teacher changes what each proposal says: with a wrong teacher the estimate is off
+    off = estimate_marginal(path, gp, truth.energy_at, x, t, r, K, gen,
+                            teacher_fn=lambda xr, rr: teacher(xr, rr) + 1.0)
+    assert (off.target - expected).abs().max() > 0.1

@@ -119,6 +119,45 @@ class JumpGenerator(GeneratorParametrization):
         target = torch.where(active, target, torch.zeros_like(target))
         return target.view(B, *path.space.event_shape, N)
 
+    supports_teacher_targets = True
+
+    def teacher_unsupported(self, path):
+        if not getattr(path, "uses_mask", False):
+            return (f"teacher targets need the masked path (there a site's token at r decides it for good); path "
+                    f"{getattr(path, 'name', type(path).__name__)!r} is not one")
+        return None
+
+    def weighted_teacher_target(self, path, x_t, t, x_r, r, w, teacher_logits):
+        """Σ_k w_k E[onehot(x_1^i) | x_r^k] on active sites, 0 elsewhere (masked path, r < 1).
+
+        A site that proposal k has unmasked is known at r (its token); a site it leaves masked gets the
+        teacher's denoiser D(x_r^k, r)^i = softmax(teacher_logits^{k,i}). On the masked path
+        P(x_1^i | x_t) = E[P(x_1^i | x_r) | x_t] exactly, so every proposal informs every masked site,
+        where the bridge target a·E[onehot(x_r^i)] hears only from the fraction u = 1/a of proposals that
+        unmasked it (and multiplies their noise by a). x_r: (B, n, *shape), teacher_logits:
+        (B, n, *shape, N), w: (B, n) -> (B, *shape, N)."""
+        why = self.teacher_unsupported(path)
+        if why:
+            raise ValueError(why)
+        B, n = w.shape
+        N = path.vocab
+        S = path.num_sites
+        flat = x_r.reshape(B, n, S)
+        still = flat == path.mask_token  # (B, n, S)
+        logits = teacher_logits.reshape(B, n, S, N)
+        if N == 2:  # binary sites: P(token 1) as a sigmoid, one batched matmul over the proposals
+            p1 = torch.sigmoid((logits[..., 1] - logits[..., 0]).to(w.dtype))
+            p1 = torch.where(still, p1, (flat == 1).to(w.dtype))
+            t1 = torch.bmm(w.unsqueeze(1), p1).squeeze(1)  # (B, S)
+            target = torch.stack([w.sum(dim=1, keepdim=True) - t1, t1], dim=-1)
+        else:
+            probs = torch.softmax(logits.to(w.dtype), dim=-1) * still.unsqueeze(-1).to(w.dtype)
+            probs.scatter_add_(-1, flat.clamp(max=N - 1).unsqueeze(-1), (~still).unsqueeze(-1).to(w.dtype))
+            target = torch.einsum("bk,bksv->bsv", w, probs)
+        active = path.active_sites(x_t).reshape(B, S, 1)
+        target = torch.where(active, target, torch.zeros_like(target))
+        return target.view(B, *path.space.event_shape, N)
+
     def finalize_target(self, target, x_t, t):
         if not self.project_target:
             return target
