@@ -19,10 +19,14 @@ Variants (CPU-sized like benchmarks/cpu_results.sh: lattice_conv 32 × 4, buffer
   boot_conv      energy network lattice_conv 8 × 2 with a summed scalar head instead of the MLP
   suffixes _k<K>, _b<B> set the proposals and batch size, e.g. boot_d0.1_k64_b64, plain_k2048_b64;
                  boot_..._t<T> sets estimator.energy_t_min = T (bootstrapped energy target below T),
-                 boot_..._e<K> estimator.energy_num_proposals = K (the direct energy target's own K)
+                 boot_..._e<K> estimator.energy_num_proposals = K (the direct energy target's own K),
+                 boot_..._f<K> estimator.final_num_proposals = K (the r = 1 rows' own K),
+                 boot_..._c<T> estimator.bootstrap_t_max = T (rows with t ≥ T take r = 1)
   a final _ema adds the sampler EMA (train.ema_decay = 0.999), e.g. plain_ema
   a final _rb uses Rao–Blackwellized targets (estimator.conditional_targets = true), e.g. plain_rb,
                  boot_d0.1_rb (then on the rows with r = 1 only)
+  a final _teach uses the sampler network as teacher on the rows with r < 1
+                 (estimator.teacher_targets = true), e.g. boot_conv_d0.1_k64_b64_rb_teach
   a final _ess allocates the proposals per time bin from the measured ESS
                  (estimator.proposal_allocation = "ess"), e.g. plain_rb_ess
 Run folders go to OUT/<beta>/<tag>/; OUT/<beta>/results.md and results.json collect the rows of
@@ -57,6 +61,9 @@ CONV_ENERGY = ['energy_network={name="lattice_conv", channels=8, layers=2, pool=
 
 
 def variant_args(beta: str, v: str) -> tuple[str, list[str]]:
+    if v.endswith("_teach"):  # the sampler network as teacher on the bootstrapped rows
+        cfg, sets = variant_args(beta, v[:-6])
+        return cfg, sets + ["estimator.teacher_targets=true"]
     if v.endswith("_ess"):  # proposals per time bin from the measured ESS (estimator.proposal_allocation)
         cfg, sets = variant_args(beta, v[:-4])
         return cfg, sets + ['estimator.proposal_allocation="ess"']
@@ -90,7 +97,8 @@ def variant_args(beta: str, v: str) -> tuple[str, list[str]]:
             rest, sets = rest[5:], sets + CONV_ENERGY
         for part in [p for p in rest.split("_") if p]:
             key = {"d": "estimator.delta", "k": "estimator.num_proposals", "b": "train.batch_size",
-                   "t": "estimator.energy_t_min", "e": "estimator.energy_num_proposals"}.get(part[0])
+                   "t": "estimator.energy_t_min", "e": "estimator.energy_num_proposals",
+                   "f": "estimator.final_num_proposals", "c": "estimator.bootstrap_t_max"}.get(part[0])
             if key is None:
                 raise SystemExit(f"unknown variant part {part!r} in {v!r}")
             sets.append(f"{key}={part[1:]}")

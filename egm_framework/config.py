@@ -123,6 +123,12 @@ class EstimatorConfig:
     kind: str = attrs.field(default="snis", validator=_choice("snis", "bootstrap"))
     num_proposals: int = attrs.field(default=1000, validator=_num(1, integer=True))
     delta: float = attrs.field(default=0.01, validator=_num(0, 1, lo_open=True))
+    #: bootstrapping: rows with t at or above min(this, 1 − delta) take r = 1 (the true energy) instead
+    #: of a bridge to t + delta; default (unset) 1 − delta, i.e. only where t + delta reaches 1
+    bootstrap_t_max: float | None = attrs.field(default=None, validator=_num(0, 1, lo_open=True, optional=True))
+    #: bootstrapping: K of the rows with r = 1 alone (default: num_proposals); they cost true-energy
+    #: evaluations only, the bootstrapped rows energy-network (and teacher) evaluations too
+    final_num_proposals: int | None = attrs.field(default=None, validator=_num(1, integer=True, optional=True))
     #: memory budget for one chunk of proposals (MiB)
     chunk_memory_mb: float = attrs.field(default=256.0, validator=_num(0, lo_open=True))
     #: "direct": E_net regressed on −log mean exp(−E(x_1^k)) − log Z_{1|t}; "bootstrap": on the bridge
@@ -160,6 +166,10 @@ class EstimatorConfig:
     #: law given the rest (the energy's `conditional_logits`) instead of its token; rows with r = 1 only;
     #: one extra energy-sized evaluation per proposal (counted in energy_evals)
     conditional_targets: bool = attrs.field(default=False, validator=_bool)
+    #: bootstrapping (kind = "bootstrap"), rows with r < 1: each proposal x_r contributes the sampler
+    #: network's own prediction at (x_r, r) (its EMA copy when train.ema_decay > 0, no gradient) for
+    #: what x_r leaves open, instead of the bridge target; one sampler evaluation per proposal
+    teacher_targets: bool = attrs.field(default=False, validator=_bool)
     #: product energies whose continuous part is Gaussian given the discrete part (gb_rbm, joint_mog):
     #: propose the discrete part only, integrate the continuous part out exactly (rows with r = 1)
     collapse_continuous: bool = attrs.field(default=False, validator=_bool)

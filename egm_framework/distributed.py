@@ -183,6 +183,15 @@ class DataParallelTrainer(Trainer):
         if not by_proposals and tc.proposal_shards is not None:
             raise ConfigError("train.proposal_shards is used only with train.parallel = \"proposals\"; leave it out "
                               "or set train.parallel = \"proposals\"")
+        est = cfg.estimator
+        if by_proposals:
+            for name in ("final_num_proposals", "energy_num_proposals"):
+                value = getattr(est, name)
+                if value is not None and value != est.num_proposals:
+                    raise ConfigError(
+                        f"estimator.{name} = {value} with train.parallel = \"proposals\": the ranks split one K = "
+                        f"estimator.num_proposals = {est.num_proposals} for every row, so a second K is not supported "
+                        f"there; leave estimator.{name} out, or use train.parallel = \"batch\"")
         shards = getattr(tc, key) or self.world
         tc = attrs.evolve(tc, **({"batch_shards": 1, "proposal_shards": shards} if by_proposals else
                                  {"batch_shards": shards}))

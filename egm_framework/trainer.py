@@ -168,6 +168,8 @@ class Trainer:
                 "representation in this generator's parametrization); use estimator.kind = \"snis\" or another path")
         if est.conditional_targets:
             self._check_conditional_targets()
+        if est.teacher_targets:
+            self._check_teacher_targets()
         if est.collapse_continuous:
             check = getattr(self.comp.path, "collapse_unsupported", None)
             why = (check(self.comp.energy) if check is not None else
@@ -180,9 +182,12 @@ class Trainer:
                                                 self._intermediate_energy, delta=est.delta,
                                                 num_proposals=est.num_proposals, memory_mb=est.chunk_memory_mb,
                                                 conditional_targets=est.conditional_targets,
-                                                collapse_continuous=est.collapse_continuous)
+                                                collapse_continuous=est.collapse_continuous,
+                                                final_num_proposals=est.final_num_proposals)
             self.estimator.intermediate_energy = self.estimator.intermediate_energy_from_residual(
                 self._intermediate_energy)
+            if est.teacher_targets:
+                self.estimator.teacher_fn = self._teacher
         else:
             self.estimator = SNISEstimator(self.comp.path, self.comp.generator, self.comp.energy,
                                            num_proposals=est.num_proposals, memory_mb=est.chunk_memory_mb,
@@ -205,6 +210,8 @@ class Trainer:
         self.elapsed = 0.0
         self._t0: float | None = None
         self._checked_energy = False
+        #: sampler-network evaluations made as teacher (estimator.teacher_targets)
+        self.teacher_evals = 0
         self._reset_stats()
 
     # ------------------------------------------------------------------ pieces
@@ -220,6 +227,27 @@ class Trainer:
                 f"estimator.conditional_targets = true needs a generator with Rao–Blackwellized targets, and generator "
                 f"{self.cfg.generator.name!r} has none (GeneratorParametrization.weighted_conditional_target); set "
                 "estimator.conditional_targets = false")
+
+    def _check_teacher_targets(self) -> None:
+        est, gen = self.cfg.estimator, self.comp.generator
+        if est.kind != "bootstrap":
+            raise ConfigError(
+                "estimator.teacher_targets = true applies to bootstrapped estimation (the rows with r = t + delta < 1); "
+                "set estimator.kind = \"bootstrap\", or estimator.teacher_targets = false")
+        if not getattr(gen, "supports_teacher_targets", False):
+            raise ConfigError(
+                f"estimator.teacher_targets = true needs a generator with teacher targets, and generator "
+                f"{self.cfg.generator.name!r} has none (GeneratorParametrization.weighted_teacher_target); set "
+                "estimator.teacher_targets = false")
+        why = gen.teacher_unsupported(self.comp.path)
+        if why:
+            raise ConfigError(f"estimator.teacher_targets = true: {why}; set estimator.teacher_targets = false")
+
+    def _teacher(self, x: State, r: torch.Tensor):
+        """The sampler network as teacher for bootstrapped targets (no gradient; counted)."""
+        self.teacher_evals += batch_size(x)
+        with torch.no_grad():
+            return self.model_fn(x, r)
 
     def _time_fraction(self) -> float:
         """Share of train.max_seconds used so far (0 without a time budget): with a budget the cosine
@@ -252,9 +280,12 @@ class Trainer:
         return cat(outs) if len(outs) > 1 else outs[0]
 
     def _bootstrap_cut(self) -> float:
-        """Training times at or above this have r = min(t + Δ, 1) = 1 (clamped to the train range)."""
+        """Training times at or above this have r = 1: 1 − Δ (where t + Δ reaches 1), or
+        estimator.bootstrap_t_max if lower (clamped to the train range)."""
         lo, hi = self.comp.path.train_time_range
-        return min(max(1.0 - self.cfg.estimator.delta, lo), hi)
+        ec = self.cfg.estimator
+        cut = 1.0 - ec.delta if ec.bootstrap_t_max is None else min(1.0 - ec.delta, ec.bootstrap_t_max)
+        return min(max(cut, lo), hi)
 
     def sample_times(self, B: int, gen: torch.Generator | None = None,
                      host_rng: np.random.Generator | None = None) -> tuple[torch.Tensor, int]:
@@ -332,6 +363,8 @@ class Trainer:
                "ess_by_time": [round(v, 5) if c > 0 else None for v, c in zip(ess_bins, cnt)],
                "lr": self.scheduler.get_last_lr()[0], "time": round(self.elapsed, 3),
                "energy_evals": self.estimator.energy_evals}
+        if self.cfg.estimator.teacher_targets:
+            rec["teacher_evals"] = self.teacher_evals
         if self.allocation is not None:
             rec["proposals_by_time"] = list(self.allocation)  # what the logged ESS was measured with
             self._update_allocation(rec["ess_by_time"])
@@ -460,8 +493,10 @@ class Trainer:
             return x_t, t, self.estimator.residual_target_from(est, x_t, t), None
         B = t.shape[0]
         n_e = max(1, int(math.ceil(ec.energy_batch_fraction * B)))
-        # stratified rows are sorted by t: take evenly spaced ones, not the first (smallest-t) n_e
-        rows = slice(0, n_e) if self.allocation is None else torch.arange(n_e, device=t.device) * B // n_e
+        # evenly spaced rows, not the first n_e: the rows are ordered by t (stratified) or bootstrapped
+        # rows first and r = 1 rows last, and the network must learn E_r where it is queried, up to
+        # r = cut + Δ (the first n_e rows of a bootstrapped batch stop at the cut)
+        rows = slice(0, n_e) if n_e == B else torch.arange(n_e, device=t.device) * B // n_e
         x_e, t_e = index(x_t, rows), t[rows]
         k_e = ec.energy_num_proposals or ec.num_proposals
         direct = self.estimator.energy_regression_estimate(x_e, t_e, gen or self.gen, num_proposals=k_e)
@@ -659,7 +694,7 @@ class Trainer:
             "generator": self.gen.get_state(),
             "host_rng": json.dumps(self.host_rng.bit_generator.state),
             "step": self.step, "outer": self.outer, "elapsed": self.elapsed,
-            "energy_evals": self.estimator.energy_evals,
+            "energy_evals": self.estimator.energy_evals, "teacher_evals": self.teacher_evals,
             "config": json.dumps(self.resolved_config),  # the config the weights were trained with
         }
         if self.energy_net is not None:
@@ -700,6 +735,7 @@ class Trainer:
                 self.allocation, self._alloc_ess = [int(k) for k in alloc["allocation"]], alloc["ess"]
         self.step, self.outer, self.elapsed = int(d["step"]), int(d["outer"]), float(d["elapsed"])
         self.estimator.energy_evals = int(d.get("energy_evals", 0))
+        self.teacher_evals = int(d.get("teacher_evals", 0))
         if self.energy_net is not None:
             self.energy_net.load_state_dict(d["energy_network"])
             self.energy_ema.load_state_dict(d["energy_ema"])
