@@ -76,11 +76,12 @@ def test_teacher_targets_without_bootstrapping_is_an_error(tmp_path):
 
 
 def test_teacher_targets_on_a_generator_without_them_is_a_clean_cli_error(tmp_path):
-    cfg = os.path.join(os.path.dirname(__file__), "..", "configs", "gmm25_flow_boot.toml")
+    # the mixed plugin's product generator has no teacher targets (jump, flow and diffusion have)
+    cfg = os.path.join(os.path.dirname(__file__), "..", "configs", "gb_rbm_boot.toml")
     res = subprocess.run([sys.executable, "-m", "egm_framework.cli", "train", cfg, "--out", str(tmp_path / "r"),
                           "--no-eval", "--set", "estimator.teacher_targets=true"],
                          capture_output=True, text=True, timeout=240, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert res.returncode == 2, res.stderr
     assert "Traceback" not in res.stderr and res.stderr.startswith("egm: error:"), res.stderr
-    assert "estimator.teacher_targets" in res.stderr, res.stderr
+    assert "estimator.teacher_targets" in res.stderr and "'product'" in res.stderr, res.stderr
     assert not (tmp_path / "r" / "checkpoint.pt").exists()
