@@ -13,8 +13,9 @@ Variants (CPU-sized like benchmarks/cpu_results.sh: lattice_conv 32 × 4, buffer
   boot           configs/ising10_<beta>_boot.toml with the settings it shipped with before the Ising
                  measurements of docs/results.md (MLP 256 × 3 energy network, Δ = 0.01, indicator
                  targets), B = 128, K = 256, direct energy target on half the batch, energy EMA 0.99
-  boot_shipped   the config file as it is now (lattice_conv energy network, Δ = 0.1, conditional
-                 targets on r = 1 rows), B = 128, K = 256; _k<K>, _b<B> as below
+  boot_shipped   the config file as it is now (teacher targets, cut 0.5, K = 16 bridged and 4,096 at
+                 r = 1, lattice_conv energy network, Δ = 0.1), B = 64 (the CPU size it was measured at);
+                 _k<K>, _b<B> as below
   boot_d<Δ>      the same with estimator.delta = Δ (e.g. boot_d0.1)
   boot_conv      energy network lattice_conv 8 × 2 with a summed scalar head instead of the MLP
   suffixes _k<K>, _b<B> set the proposals and batch size, e.g. boot_d0.1_k64_b64, plain_k2048_b64;
@@ -84,7 +85,7 @@ def variant_args(beta: str, v: str) -> tuple[str, list[str]]:
             sets.append(f"{key}={part[1:]}")
         return f"configs/ising10_{beta}_plain.toml", COMMON + sets
     if v.startswith("boot_shipped"):  # the shipped bootstrap config, CPU batch sizes only
-        rest, sets = v[12:], ["train.batch_size=128", "estimator.num_proposals=256"]
+        rest, sets = v[12:], ["train.batch_size=64"]
         for part in [p for p in rest.split("_") if p]:
             key = {"k": "estimator.num_proposals", "b": "train.batch_size"}.get(part[0])
             if key is None:
