@@ -28,6 +28,9 @@ Variants (CPU-sized like benchmarks/cpu_results.sh: lattice_conv 32 × 4, buffer
                  boot_d0.1_rb (then on the rows with r = 1 only)
   a final _teach uses the sampler network as teacher on the rows with r < 1
                  (estimator.teacher_targets = true), e.g. boot_conv_d0.1_k64_b64_rb_teach
+  a final _sp<K>x<C>[t<T>] draws K sampler proposals in C rounds for the r = 1 estimates (plain rows,
+                 bootstrapped rows past the cut, the direct energy target) of rows with t < T (default 1)
+                 instead of the path's (estimator.sampler_proposals), e.g. plain_k4096_b32_rb_sp16x8t0.5
   a final _ess allocates the proposals per time bin from the measured ESS
                  (estimator.proposal_allocation = "ess"), e.g. plain_rb_ess
 Run folders go to OUT/<beta>/<tag>/; OUT/<beta>/results.md and results.json collect the rows of
@@ -62,6 +65,15 @@ CONV_ENERGY = ['energy_network={name="lattice_conv", channels=8, layers=2, pool=
 
 
 def variant_args(beta: str, v: str) -> tuple[str, list[str]]:
+    import re
+
+    sp = re.fullmatch(r"(.+)_sp(\d+)x(\d+)(?:t([0-9.]+))?", v)
+    if sp:  # sampler proposals: K_s completions in C rounds on the r = 1 estimates of rows with t < T
+        cfg, sets = variant_args(beta, sp.group(1))
+        sets = sets + [f"estimator.sampler_proposals={sp.group(2)}", f"estimator.sampler_proposal_steps={sp.group(3)}"]
+        if sp.group(4):
+            sets.append(f"estimator.sampler_proposal_t_max={sp.group(4)}")
+        return cfg, sets
     if v.endswith("_teach"):  # the sampler network as teacher on the bootstrapped rows
         cfg, sets = variant_args(beta, v[:-6])
         return cfg, sets + ["estimator.teacher_targets=true"]

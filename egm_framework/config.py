@@ -170,6 +170,19 @@ class EstimatorConfig:
     #: network's own prediction at (x_r, r) (its EMA copy when train.ema_decay > 0, no gradient) for
     #: what x_r leaves open, instead of the bridge target; one sampler evaluation per proposal
     teacher_targets: bool = attrs.field(default=False, validator=_bool)
+    #: sampler proposals: the r = 1 estimates (plain rows, bootstrapped rows at or above the cut, the
+    #: direct energy target) of rows with t < sampler_proposal_t_max draw this many completions of x_t
+    #: from the sampler network (its EMA copy when train.ema_decay > 0) instead of num_proposals from the
+    #: path, weighted by e^{−E} times q_path/q_sampler (0: off). Each costs sampler_proposal_steps sampler
+    #: evaluations (counted as sampler_proposal_evals) and one true-energy evaluation
+    sampler_proposals: int = attrs.field(default=0, validator=_num(0, integer=True))
+    #: network evaluations per sampler proposal (rounds of the masked completion; more rounds capture
+    #: more of the correlation between the sites drawn together)
+    sampler_proposal_steps: int = attrs.field(default=8, validator=_num(1, integer=True))
+    #: rows with t at or above this keep the path's proposals (below 1 both are made for every row, the
+    #: choice is per row; rows that are all at or above it, e.g. bootstrapped rows past the cut, skip the
+    #: sampler's)
+    sampler_proposal_t_max: float = attrs.field(default=1.0, validator=_num(0, 1, lo_open=True))
     #: product energies whose continuous part is Gaussian given the discrete part (gb_rbm, joint_mog):
     #: propose the discrete part only, integrate the continuous part out exactly (rows with r = 1)
     collapse_continuous: bool = attrs.field(default=False, validator=_bool)

@@ -192,6 +192,11 @@ class DataParallelTrainer(Trainer):
                         f"estimator.{name} = {value} with train.parallel = \"proposals\": the ranks split one K = "
                         f"estimator.num_proposals = {est.num_proposals} for every row, so a second K is not supported "
                         f"there; leave estimator.{name} out, or use train.parallel = \"batch\"")
+            if est.sampler_proposals > 0:
+                raise ConfigError(
+                    f"estimator.sampler_proposals = {est.sampler_proposals} with train.parallel = \"proposals\": the "
+                    "ranks split the path's proposals of every row, not the sampler's; set estimator.sampler_proposals "
+                    "= 0, or use train.parallel = \"batch\"")
         shards = getattr(tc, key) or self.world
         tc = attrs.evolve(tc, **({"batch_shards": 1, "proposal_shards": shards} if by_proposals else
                                  {"batch_shards": shards}))

@@ -65,6 +65,14 @@ class Estimate:
                         log_mean_weight=cat(*[p.log_mean_weight for p in parts]),
                         log_normalizer=cat(*[p.log_normalizer for p in parts]))
 
+    @staticmethod
+    def where(rows: torch.Tensor, a: "Estimate", b: "Estimate") -> "Estimate":
+        """Row-wise choice: a's rows where ``rows`` (B,) bool is true, b's elsewhere."""
+        pick = lambda u, v: torch.where(_bcast(rows, u).bool(), u, v)  # noqa: E731
+        target = None if a.target is None or b.target is None else tree_map2(pick, a.target, b.target)
+        return Estimate(target=target, ess=pick(a.ess, b.ess), log_mean_weight=pick(a.log_mean_weight, b.log_mean_weight),
+                        log_normalizer=pick(a.log_normalizer, b.log_normalizer))
+
 
 def chunk_size_for(x_t: State, num_proposals: int, memory_mb: float, overhead: float = 8.0) -> int:
     """Proposals per chunk so that B × chunk proposals (× an overhead factor for the energy's
@@ -114,6 +122,7 @@ def estimate_marginal(
     conditional_fn: Callable[[State], Any] | None = None,
     collapsed_fn: Callable | None = None,
     teacher_fn: Callable[[State, torch.Tensor], Any] | None = None,
+    proposal_fn: Callable | None = None,
 ) -> Estimate:
     """Self-normalized importance-sampling estimate with proposals to time r (see module docstring).
 
@@ -137,13 +146,19 @@ def estimate_marginal(
     (:meth:`~egm_framework.interfaces.GeneratorParametrization.weighted_teacher_target`), the
     conditional expectation of its r = 1 target given x_r as the network predicts it, instead of the
     bridge target.
+
+    ``proposal_fn(x_t, t, k, generator) -> (x_1, log_ratio)`` (r = 1 only) draws the proposals from
+    another normalized law than the path's posterior proposal (the sampler's own completions,
+    :meth:`~egm_framework.interfaces.GeneratorParametrization.sample_completions`); ``log_ratio`` (B, k)
+    is log q_path − log q and is added to −E, so every statistic keeps its meaning.
     """
     B = batch_size(x_t)
     K = int(num_proposals)
     segments = generator.segments if isinstance(generator, ProposalStreams) else [(generator, K)]
     if chunk_size is None:
         # a teacher's output and activations per proposal are several times the state's size
-        chunk_size = chunk_size_for(x_t, K, memory_mb, overhead=32.0 if teacher_fn is not None else 8.0)
+        chunk_size = chunk_size_for(x_t, K, memory_mb,
+                                    overhead=32.0 if (teacher_fn is not None or proposal_fn is not None) else 8.0)
     device = t.device
     m = torch.full((B,), -math.inf, device=device)
     s = torch.zeros(B, device=device)
@@ -156,11 +171,14 @@ def estimate_marginal(
             x_r, logw, collapsed_cond = collapsed_fn(x_t, t, k, gen)
             logw = logw.float()
         else:
-            x_r = path.propose(x_t, t, r, k, gen)  # (B, k, *event)
+            if proposal_fn is not None:
+                x_r, corr = proposal_fn(x_t, t, k, gen)  # (B, k, *event), (B, k)
+            else:
+                x_r = path.propose(x_t, t, r, k, gen)  # (B, k, *event)
+                corr = path.proposal_log_correction(x_t, t, r, x_r)
             flat = flatten_proposals(x_r)
             e = check_energy_output(energy_fn(flat, r.repeat_interleave(k)), B * k)
             logw = -e.view(B, k).float()
-            corr = path.proposal_log_correction(x_t, t, r, x_r)
             if corr is not None:
                 logw = logw + corr
         m_new = torch.maximum(m, logw.max(dim=1).values)
@@ -231,6 +249,12 @@ class SNISEstimator:
         #: states the true energy was evaluated on so far (host-side count from shapes: no sync); a
         #: state whose single-site conditionals were computed counts once more (one local-field pass)
         self.energy_evals = 0
+        #: sampler proposals (``estimator.sampler_proposals``): ``sampler_fn(x_t, t, k, generator) ->
+        #: (x_1, log_ratio)`` (see :func:`estimate_marginal`'s ``proposal_fn``), or None; the r = 1 rows with
+        #: t < ``sampler_t_max`` take ``sampler_num_proposals`` of them instead of the path's proposals
+        self.sampler_fn: Callable | None = None
+        self.sampler_num_proposals = 0
+        self.sampler_t_max = 1.0
 
     def true_energy_fn(self, x: State, r: torch.Tensor) -> torch.Tensor:
         self.energy_evals += batch_size(x)
@@ -260,12 +284,32 @@ class SNISEstimator:
     def estimate(self, x_t: State, t: torch.Tensor, generator: torch.Generator, with_target: bool = True,
                  num_proposals: int | None = None) -> Estimate:
         """``num_proposals`` overrides K for this call (the trainer's per-time-bin allocation)."""
-        r = torch.ones_like(t)
         K = self.num_proposals if num_proposals is None else num_proposals
-        return estimate_marginal(self.path, self.generator_param if with_target else None, self.true_energy_fn,
-                                 x_t, t, r, K, generator, memory_mb=self.memory_mb,
-                                 conditional_fn=self._final_conditional(with_target),
-                                 collapsed_fn=self._final_collapsed(with_target))
+        return self._final_estimate(x_t, t, K, generator, with_target)
+
+    def _final_estimate(self, x_t: State, t: torch.Tensor, K: int, generator: torch.Generator, with_target: bool,
+                        t_lower: float | None = None) -> Estimate:
+        """The r = 1 estimate with the true energy: K path proposals, or on rows with t < sampler_t_max
+        the sampler's proposals. Rows are selected by ``torch.where`` (no host synchronization), so with
+        sampler_t_max < 1 both estimates are made for every row; ``t_lower`` (a bound on t known on the
+        host, e.g. the bootstrap cut) skips the sampler's when no row can be below sampler_t_max."""
+        r = torch.ones_like(t)
+        gp = self.generator_param if with_target else None
+
+        def with_path():
+            return estimate_marginal(self.path, gp, self.true_energy_fn, x_t, t, r, K, generator,
+                                     memory_mb=self.memory_mb, conditional_fn=self._final_conditional(with_target),
+                                     collapsed_fn=self._final_collapsed(with_target))
+
+        if self.sampler_fn is None or self.sampler_num_proposals < 1 or (
+                t_lower is not None and t_lower >= self.sampler_t_max):
+            return with_path()
+        # the path's estimate first: rows at or above sampler_t_max then see the same draws as without the option
+        by_path = with_path() if self.sampler_t_max < 1.0 else None
+        by_sampler = estimate_marginal(self.path, gp, self.true_energy_fn, x_t, t, r, self.sampler_num_proposals,
+                                       generator, memory_mb=self.memory_mb,
+                                       conditional_fn=self._final_conditional(with_target), proposal_fn=self.sampler_fn)
+        return by_sampler if by_path is None else Estimate.where(t < self.sampler_t_max, by_sampler, by_path)
 
 
 class BootstrapEstimator(SNISEstimator):
@@ -289,6 +333,8 @@ class BootstrapEstimator(SNISEstimator):
         self.delta = delta
         #: the sampler network as teacher on the rows with r < 1 (``estimator.teacher_targets``), or None
         self.teacher_fn: Callable[[State, torch.Tensor], Any] | None = None
+        #: a lower bound on the t of the rows with r = 1 (the trainer's bootstrap cut), or None
+        self.final_t_min: float | None = None
 
     def end_times(self, t: torch.Tensor) -> torch.Tensor:
         return torch.clamp(t + self.delta, max=1.0)
@@ -309,10 +355,8 @@ class BootstrapEstimator(SNISEstimator):
         if n_final > 0:
             xf = tree_map(lambda v: v[n_boot:], x_t)
             tf = t[n_boot:]
-            parts.append(estimate_marginal(self.path, gp, self.true_energy_fn, xf, tf, torch.ones_like(tf),
-                                           self.final_num_proposals or K, generator, memory_mb=self.memory_mb,
-                                           conditional_fn=self._final_conditional(with_target),
-                                           collapsed_fn=self._final_collapsed(with_target)))
+            parts.append(self._final_estimate(xf, tf, self.final_num_proposals or K, generator, with_target,
+                                              t_lower=self.final_t_min))
         return Estimate.concat(parts)
 
     # ------------------------------------------------------------------ the intermediate energy

@@ -170,6 +170,8 @@ class Trainer:
             self._check_conditional_targets()
         if est.teacher_targets:
             self._check_teacher_targets()
+        if est.sampler_proposals > 0:
+            self._check_sampler_proposals()
         if est.collapse_continuous:
             check = getattr(self.comp.path, "collapse_unsupported", None)
             why = (check(self.comp.energy) if check is not None else
@@ -188,11 +190,16 @@ class Trainer:
                 self._intermediate_energy)
             if est.teacher_targets:
                 self.estimator.teacher_fn = self._teacher
+            self.estimator.final_t_min = self._bootstrap_cut()
         else:
             self.estimator = SNISEstimator(self.comp.path, self.comp.generator, self.comp.energy,
                                            num_proposals=est.num_proposals, memory_mb=est.chunk_memory_mb,
                                            conditional_targets=est.conditional_targets,
                                            collapse_continuous=est.collapse_continuous)
+        if est.sampler_proposals > 0:
+            self.estimator.sampler_fn = self._sampler_completions
+            self.estimator.sampler_num_proposals = est.sampler_proposals
+            self.estimator.sampler_t_max = est.sampler_proposal_t_max
         self.energy_loss_fn = None
         if self.energy_net is not None:
             self.energy_loss_fn = RobustEnergyLoss(
@@ -212,6 +219,8 @@ class Trainer:
         self._checked_energy = False
         #: sampler-network evaluations made as teacher (estimator.teacher_targets)
         self.teacher_evals = 0
+        #: sampler-network evaluations made to draw sampler proposals (estimator.sampler_proposals)
+        self.sampler_proposal_evals = 0
         self._reset_stats()
 
     # ------------------------------------------------------------------ pieces
@@ -242,6 +251,28 @@ class Trainer:
         why = gen.teacher_unsupported(self.comp.path)
         if why:
             raise ConfigError(f"estimator.teacher_targets = true: {why}; set estimator.teacher_targets = false")
+
+    def _check_sampler_proposals(self) -> None:
+        est, gen = self.cfg.estimator, self.comp.generator
+        if not getattr(gen, "supports_sampler_proposals", False):
+            raise ConfigError(
+                f"estimator.sampler_proposals = {est.sampler_proposals} needs a generator that can complete x_t with "
+                f"a known probability, and generator {self.cfg.generator.name!r} cannot "
+                "(GeneratorParametrization.sample_completions); set estimator.sampler_proposals = 0")
+        why = gen.sampler_proposals_unsupported(self.comp.path)
+        if why:
+            raise ConfigError(f"estimator.sampler_proposals = {est.sampler_proposals}: {why}; set "
+                              "estimator.sampler_proposals = 0")
+        if est.collapse_continuous:
+            raise ConfigError("estimator.sampler_proposals > 0 with estimator.collapse_continuous = true: a row's "
+                              "proposals come from one of the two; set one of them off")
+
+    def _sampler_completions(self, x_t: State, t: torch.Tensor, k: int, generator: torch.Generator):
+        """Sampler proposals: k completions per row from the sampler network (EMA copy if any; counted)."""
+        steps = self.cfg.estimator.sampler_proposal_steps
+        self.sampler_proposal_evals += batch_size(x_t) * k * steps
+        with torch.no_grad():
+            return self.comp.generator.sample_completions(self.model_fn, self.comp.path, x_t, t, k, steps, generator)
 
     def _teacher(self, x: State, r: torch.Tensor):
         """The sampler network as teacher for bootstrapped targets (no gradient; counted)."""
@@ -365,6 +396,8 @@ class Trainer:
                "energy_evals": self.estimator.energy_evals}
         if self.cfg.estimator.teacher_targets:
             rec["teacher_evals"] = self.teacher_evals
+        if self.cfg.estimator.sampler_proposals > 0:
+            rec["sampler_proposal_evals"] = self.sampler_proposal_evals
         if self.allocation is not None:
             rec["proposals_by_time"] = list(self.allocation)  # what the logged ESS was measured with
             self._update_allocation(rec["ess_by_time"])
@@ -695,6 +728,7 @@ class Trainer:
             "host_rng": json.dumps(self.host_rng.bit_generator.state),
             "step": self.step, "outer": self.outer, "elapsed": self.elapsed,
             "energy_evals": self.estimator.energy_evals, "teacher_evals": self.teacher_evals,
+            "sampler_proposal_evals": self.sampler_proposal_evals,
             "config": json.dumps(self.resolved_config),  # the config the weights were trained with
         }
         if self.energy_net is not None:
@@ -736,6 +770,7 @@ class Trainer:
         self.step, self.outer, self.elapsed = int(d["step"]), int(d["outer"]), float(d["elapsed"])
         self.estimator.energy_evals = int(d.get("energy_evals", 0))
         self.teacher_evals = int(d.get("teacher_evals", 0))
+        self.sampler_proposal_evals = int(d.get("sampler_proposal_evals", 0))
         if self.energy_net is not None:
             self.energy_net.load_state_dict(d["energy_network"])
             self.energy_ema.load_state_dict(d["energy_ema"])

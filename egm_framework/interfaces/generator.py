@@ -73,6 +73,29 @@ class GeneratorParametrization(ABC):
             return f"generator {self.name!r} has no teacher targets (GeneratorParametrization.weighted_teacher_target)"
         return None
 
+    #: whether :meth:`sample_completions` is implemented
+    supports_sampler_proposals: bool = False
+
+    def sample_completions(
+        self, model: ModelFn, path: ConditionalPath, x_t: State, t: torch.Tensor, n: int, steps: int,
+        generator: torch.Generator,
+    ) -> tuple[State, torch.Tensor]:
+        """Sampler proposals for r = 1: n end points per row simulated by the model from (x_t, t), and
+        their log importance ratio to the path's own posterior proposal (:meth:`ConditionalPath.propose`
+        at r = 1), log q_path(x_1 | x_t) − log q_model(x_1 | x_t), (B, n). Adding the ratio to −E(x_1)
+        puts the model's proposals on the scale of the uniform ones, so the same estimators (targets,
+        log mean weight, ESS) apply unchanged; q_model must be exactly normalized over x_1 (it may be the
+        density in an extended space, e.g. given a schedule drawn independently of the network).
+        x_t: (B, *event), t: (B,) -> ((B, n, *event), (B, n)). Optional: set
+        :attr:`supports_sampler_proposals`."""
+        raise NotImplementedError(f"generator {self.name!r} has no sampler proposals")
+
+    def sampler_proposals_unsupported(self, path: ConditionalPath) -> str | None:
+        """Why sampler proposals cannot be used with this path (a sentence for a config error), or None."""
+        if not self.supports_sampler_proposals:
+            return f"generator {self.name!r} has no sampler proposals (GeneratorParametrization.sample_completions)"
+        return None
+
     def finalize_target(self, target: Any, x_t: State, t: torch.Tensor) -> Any:
         """Post-process the normalized estimate (e.g. clip by norm). Default: unchanged."""
         return target

@@ -15,6 +15,8 @@ averages over the sites whose target has mass or whose token is the mask.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -157,6 +159,51 @@ class JumpGenerator(GeneratorParametrization):
         active = path.active_sites(x_t).reshape(B, S, 1)
         target = torch.where(active, target, torch.zeros_like(target))
         return target.view(B, *path.space.event_shape, N)
+
+    supports_sampler_proposals = True
+
+    def sampler_proposals_unsupported(self, path):
+        if not getattr(path, "uses_mask", False):
+            return (f"sampler proposals need the masked path (there a completion's probability is a product of "
+                    f"the denoiser's site laws); path {getattr(path, 'name', type(path).__name__)!r} is not one")
+        return None
+
+    @torch.no_grad()
+    def sample_completions(self, model, path, x_t, t, n, steps, generator):
+        """n completions of each x_t (masked path) simulated by the denoiser in ``steps`` rounds, with
+        log q_uniform(x_1 | x_t) − log q_model(x_1 | x_t | σ).
+
+        Each masked site is given a round j ∈ {0, …, steps − 1} uniformly at random, independently of
+        the network (σ); round j evaluates the network once at the time where the expected masked share
+        is (1 − j/steps) of the start, κ_s = κ_t + (1 − κ_t) j/steps, and draws every site of that
+        round from its denoiser law there. q_model(· | x_t, σ) = Π log D^i[x_1^i] is exactly normalized
+        for every σ, so with weights e^{−E(x_1)} q_uniform/q_model the estimators stay consistent (the
+        SNIS target, the log mean weight) whatever the network; a good network makes the weights flat.
+        steps = number of masked sites with one site per round would be the exact any-order sampler;
+        fewer rounds ignore the correlation between sites drawn in the same round (cost: ``steps``
+        network evaluations per proposal). x_t: (B, *shape), t: (B,) -> ((B, n, *shape), (B, n))."""
+        why = self.sampler_proposals_unsupported(path)
+        if why:
+            raise ValueError(why)
+        B = x_t.shape[0]
+        S, N, M = path.num_sites, path.vocab, path.mask_token
+        C = int(steps)
+        x = x_t.reshape(B, 1, S).expand(B, n, S).reshape(B * n, S)
+        masked = x == M
+        rounds = torch.randint(0, C, x.shape, generator=generator, device=x.device)
+        kt = path.kappa(t.float()).repeat_interleave(n)  # (B n,)
+        log_q = torch.zeros(B * n, dtype=torch.float64, device=x.device)
+        for j in range(C):
+            s_j = path.kappa_inverse(kt + (1 - kt) * (j / C))
+            logits = model(x.view(B * n, *path.shape), s_j).reshape(B * n, S, N)
+            tok = sample_categorical(logits, generator)
+            pick = masked & (rounds == j)
+            lp = F.log_softmax(logits.float(), dim=-1).gather(2, tok.unsqueeze(-1)).squeeze(-1)
+            log_q += torch.where(pick, lp, torch.zeros_like(lp)).sum(1).double()
+            x = torch.where(pick, tok, x)
+        n_m = masked.sum(1).double()
+        log_ratio = -n_m * math.log(N) - log_q
+        return x.view(B, n, *path.shape), log_ratio.view(B, n).float()
 
     def finalize_target(self, target, x_t, t):
         if not self.project_target:
