@@ -13,9 +13,11 @@ Variants (CPU-sized like benchmarks/cpu_results.sh: lattice_conv 32 × 4, buffer
   boot           configs/ising10_<beta>_boot.toml with the settings it shipped with before the Ising
                  measurements of docs/results.md (MLP 256 × 3 energy network, Δ = 0.01, indicator
                  targets), B = 128, K = 256, direct energy target on half the batch, energy EMA 0.99
-  boot_shipped   the config file as it is now (teacher targets, cut 0.5, K = 16 bridged and 4,096 at
-                 r = 1, lattice_conv energy network, Δ = 0.1), B = 64 (the CPU size it was measured at);
-                 _k<K>, _b<B> as below
+  boot_shipped   the config file as it is now (teacher targets, cut 0.5, K = 16 bridged, 16 sampler
+                 proposals in 8 rounds at r = 1 and for the direct energy target, lattice_conv energy
+                 network, Δ = 0.1), B = 64; _k<K>, _b<B> as below (its settings were measured as
+                 boot_conv_d0.1_k16_b32_e256_f4096_c0.5_rb_teach_sp16x8, whose K_e and K at r = 1 the
+                 sampler proposals replace)
   boot_d<Δ>      the same with estimator.delta = Δ (e.g. boot_d0.1)
   boot_conv      energy network lattice_conv 8 × 2 with a summed scalar head instead of the MLP
   suffixes _k<K>, _b<B> set the proposals and batch size, e.g. boot_d0.1_k64_b64, plain_k2048_b64;
@@ -50,13 +52,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = ["network.channels=32", "network.layers=4", "train.buffer_refresh=500", "eval.num_samples=2000",
           "train.progress=false", 'train.device="cpu"']
-PLAIN = ["train.batch_size=256", "estimator.num_proposals=512"]
+#: the plain and bootstrapped variants pin what the shipped files have changed since (sampler proposals, the
+#: teacher, the cut), so that every documented command reproduces its row; suffixes switch them back on
+PLAIN = ["train.batch_size=256", "estimator.num_proposals=512", "estimator.sampler_proposals=0"]
 BOOT = ["train.batch_size=128", "estimator.num_proposals=256", "estimator.energy_batch_fraction=0.5",
         "estimator.energy_ema_decay=0.99", "estimator.energy_ema_start=0.0",
         # the bootstrap settings the configs shipped with before the measurements in docs/results.md
         # changed them (so every documented command reproduces its row); "boot_shipped" takes the file as is
         'energy_network={name="mlp", hidden=256, layers=3}', "estimator.delta=0.01",
-        "estimator.conditional_targets=false"]
+        "estimator.conditional_targets=false", "estimator.teacher_targets=false", "estimator.bootstrap_t_max=1.0",
+        "estimator.sampler_proposals=0"]
 
 
 #: energy network for "boot_conv*": a periodic CNN with a summed scalar head (8 channels × 2 layers:
