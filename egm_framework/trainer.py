@@ -243,29 +243,29 @@ class Trainer:
             raise ConfigError(
                 "estimator.teacher_targets = true applies to bootstrapped estimation (the rows with r = t + delta < 1); "
                 "set estimator.kind = \"bootstrap\", or estimator.teacher_targets = false")
-        if not getattr(gen, "supports_teacher_targets", False):
-            raise ConfigError(
-                f"estimator.teacher_targets = true needs a generator with teacher targets, and generator "
-                f"{self.cfg.generator.name!r} has none (GeneratorParametrization.weighted_teacher_target); set "
-                "estimator.teacher_targets = false")
-        why = gen.teacher_unsupported(self.comp.path)
-        if why:
-            raise ConfigError(f"estimator.teacher_targets = true: {why}; set estimator.teacher_targets = false")
+        self._require_generator("estimator.teacher_targets = true", "estimator.teacher_targets = false",
+                                "supports_teacher_targets", "teacher targets", "weighted_teacher_target",
+                                gen.teacher_unsupported)
 
     def _check_sampler_proposals(self) -> None:
         est, gen = self.cfg.estimator, self.comp.generator
-        if not getattr(gen, "supports_sampler_proposals", False):
-            raise ConfigError(
-                f"estimator.sampler_proposals = {est.sampler_proposals} needs a generator that can complete x_t with "
-                f"a known probability, and generator {self.cfg.generator.name!r} cannot "
-                "(GeneratorParametrization.sample_completions); set estimator.sampler_proposals = 0")
-        why = gen.sampler_proposals_unsupported(self.comp.path)
-        if why:
-            raise ConfigError(f"estimator.sampler_proposals = {est.sampler_proposals}: {why}; set "
-                              "estimator.sampler_proposals = 0")
+        setting = f"estimator.sampler_proposals = {est.sampler_proposals}"
+        self._require_generator(setting, "estimator.sampler_proposals = 0", "supports_sampler_proposals",
+                                "completions of known probability", "sample_completions",
+                                gen.sampler_proposals_unsupported)
         if est.collapse_continuous:
-            raise ConfigError("estimator.sampler_proposals > 0 with estimator.collapse_continuous = true: a row's "
-                              "proposals come from one of the two; set one of them off")
+            raise ConfigError(f"{setting} with estimator.collapse_continuous = true: a row's proposals come from one "
+                              "of the two; set one of them off")
+
+    def _require_generator(self, setting: str, off: str, supports: str, what: str, method: str, why_not) -> None:
+        """Config errors for an estimator option that needs the generator's ``method`` (flag ``supports``)
+        and that ``why_not(path)`` may refuse for this path."""
+        if not getattr(self.comp.generator, supports, False):
+            raise ConfigError(f"{setting} needs a generator with {what}, and generator {self.cfg.generator.name!r} "
+                              f"has none (GeneratorParametrization.{method}); set {off}")
+        why = why_not(self.comp.path)
+        if why:
+            raise ConfigError(f"{setting}: {why}; set {off}")
 
     def _sampler_completions(self, x_t: State, t: torch.Tensor, k: int, generator: torch.Generator):
         """Sampler proposals: k completions per row from the sampler network (EMA copy if any; counted)."""

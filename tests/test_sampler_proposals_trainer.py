@@ -1,7 +1,8 @@
 """estimator.sampler_proposals through the trainer and the CLI: the r = 1 estimates of the rows with
 t < sampler_proposal_t_max draw completions from the sampler network instead of the path, the
 sampler evaluations are counted and checkpointed, rows above the threshold are untouched, and a
-configuration it cannot apply to is a clear error."""
+configuration it cannot apply to is a clear error (a generator without completions:
+tests/test_teacher_targets_trainer.py)."""
 
 from __future__ import annotations
 
@@ -76,18 +77,6 @@ def test_bootstrap_energy_target_uses_them_and_rows_past_the_cut_skip_them(tmp_p
 def test_a_path_without_sampler_proposals_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="masked path"):
         Trainer(_cfg('path={name="uniform"}', "estimator.sampler_proposals=4"), tmp_path / "u")
-
-
-def test_sampler_proposals_on_a_generator_without_them_is_a_clean_cli_error(tmp_path):
-    # the mixed plugin's product generator cannot complete a state with a known probability
-    cfg = os.path.join(os.path.dirname(__file__), "..", "configs", "gb_rbm_plain.toml")
-    res = subprocess.run([sys.executable, "-m", "egm_framework.cli", "train", cfg, "--out", str(tmp_path / "r"),
-                          "--no-eval", "--set", "estimator.sampler_proposals=8"],
-                         capture_output=True, text=True, timeout=240, env=dict(os.environ, OMP_NUM_THREADS="1"))
-    assert res.returncode == 2, res.stderr
-    assert "Traceback" not in res.stderr and res.stderr.startswith("egm: error:"), res.stderr
-    assert "estimator.sampler_proposals" in res.stderr and "'product'" in res.stderr, res.stderr
-    assert not (tmp_path / "r" / "checkpoint.pt").exists()
 
 
 def test_sampler_proposals_with_proposal_parallel_training_are_refused(tmp_path):

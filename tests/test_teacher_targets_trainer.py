@@ -75,13 +75,16 @@ def test_teacher_targets_without_bootstrapping_is_an_error(tmp_path):
         Trainer(_cfg('estimator.kind="snis"', "estimator.teacher_targets=true"), tmp_path / "snis")
 
 
-def test_teacher_targets_on_a_generator_without_them_is_a_clean_cli_error(tmp_path):
-    # the mixed plugin's product generator has no teacher targets (jump, flow and diffusion have)
-    cfg = os.path.join(os.path.dirname(__file__), "..", "configs", "gb_rbm_boot.toml")
+@pytest.mark.parametrize("config, setting", [("gb_rbm_boot.toml", "estimator.teacher_targets=true"),
+                                             ("gb_rbm_plain.toml", "estimator.sampler_proposals=8")])
+def test_generator_options_on_a_generator_without_them_are_clean_cli_errors(tmp_path, config, setting):
+    # the mixed plugin's product generator has neither teacher targets (jump, flow and diffusion have) nor
+    # completions of known probability (sampler proposals: jump on the masked path)
+    cfg = os.path.join(os.path.dirname(__file__), "..", "configs", config)
     res = subprocess.run([sys.executable, "-m", "egm_framework.cli", "train", cfg, "--out", str(tmp_path / "r"),
-                          "--no-eval", "--set", "estimator.teacher_targets=true"],
+                          "--no-eval", "--set", setting],
                          capture_output=True, text=True, timeout=240, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert res.returncode == 2, res.stderr
     assert "Traceback" not in res.stderr and res.stderr.startswith("egm: error:"), res.stderr
-    assert "estimator.teacher_targets" in res.stderr and "'product'" in res.stderr, res.stderr
+    assert setting.split("=")[0] in res.stderr and "'product'" in res.stderr, res.stderr
     assert not (tmp_path / "r" / "checkpoint.pt").exists()
