@@ -36,7 +36,9 @@ Variants (CPU-sized like benchmarks/cpu_results.sh: lattice_conv 32 × 4, buffer
   a final _ess allocates the proposals per time bin from the measured ESS
                  (estimator.proposal_allocation = "ess"), e.g. plain_rb_ess
 Run folders go to OUT/<beta>/<tag>/; OUT/<beta>/results.md and results.json collect the rows of
-every call.
+every call. With --eval-every N each run also evaluates every N × 100 steps (outside its training
+time); `python benchmarks/ising_boot_vs_plain.py --curves RUN...` then prints E-W1 and M-W1 over
+their floors against training seconds and true-energy evaluations.
 """
 
 from __future__ import annotations
@@ -140,13 +142,47 @@ def summarize(run: Path) -> dict:
     return out
 
 
+def curve(run: Path) -> list[dict]:
+    """The intermediate evaluations of a run made with --eval-every, each with the training seconds and
+    true-energy evaluations of the log line at its step, then the final evaluation."""
+    recs = [json.loads(s) for s in (run / "metrics.jsonl").read_text().splitlines()]
+    points, last = [], {}
+    for r in recs:
+        if "loss" in r:
+            last = r
+        elif "eval" in r and last:
+            points.append({"step": r["step"], "train_s": last["time"], "energy_evals": last.get("energy_evals"),
+                           **{k: r["eval"].get(k) for k in ("E-W1", "E-W1/floor", "M-W1", "M-W1/floor")}})
+    if (run / "eval.json").exists():
+        ev = json.loads((run / "eval.json").read_text())
+        points.append({"step": ev.get("step"), "train_s": ev.get("train_seconds"), "energy_evals": ev.get("energy_evals"),
+                       **{k: ev.get(k) for k in ("E-W1", "E-W1/floor", "M-W1", "M-W1/floor")}})
+    return points
+
+
+def print_curves(runs: list[Path]) -> None:
+    print("| run | step | train s | true-energy evals | E-W1 / floor | M-W1 / floor |\n|---|---|---|---|---|---|")
+    for run in runs:
+        for p in curve(run):
+            ratio = lambda k: "-" if not p.get(k) or not p.get(k + "/floor") else f"{p[k] / p[k + '/floor']:.2f}"  # noqa: E731
+            print(f"| {run.name} | {p['step']} | {p['train_s']:.0f} | {p['energy_evals']:.2g} | {ratio('E-W1')} | "
+                  f"{ratio('M-W1')} |")
+
+
 def main(argv=None) -> int:
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--curves":  # print the curves of finished runs
+        print_curves([Path(r) for r in sys.argv[2:]])
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--beta", required=True, choices=["b02", "b03", "b04407"])
     ap.add_argument("--seconds", type=float, required=True)
     ap.add_argument("--variants", nargs="+", default=["plain", "boot"])
     ap.add_argument("--out", type=Path, default=ROOT / "runs/ising_hard")
     ap.add_argument("--python", default=sys.executable)
+    ap.add_argument("--eval-every", type=int, default=0,
+                    help="evaluate every N outer iterations (100 steps) on --eval-samples samples, for a curve "
+                         "of the metrics against seconds and energy evaluations (see --curves)")
+    ap.add_argument("--eval-samples", type=int, default=1000)
     ap.add_argument("--tag", default=None, help="run folders go to OUT/<beta>/<tag>/<variant> (default: a time stamp)")
     a = ap.parse_args(argv)
     tag = a.tag or time.strftime("%Y%m%d-%H%M%S")
@@ -158,6 +194,8 @@ def main(argv=None) -> int:
         cfg, sets = variant_args(a.beta, v)
         cmd = [a.python, "-m", "egm_framework.cli", "train", cfg, "--out", str(out / v),
                "--set", f"train.max_seconds={a.seconds}"]
+        if a.eval_every:
+            cmd += ["--set", f"train.eval_every={a.eval_every}", "--set", f"train.eval_samples={a.eval_samples}"]
         for s in sets:
             cmd += ["--set", s]
         procs.append((v, subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=open(out / f"{v}.log", "w"),
