@@ -256,6 +256,10 @@ class Trainer:
         if est.collapse_continuous:
             raise ConfigError(f"{setting} with estimator.collapse_continuous = true: a row's proposals come from one "
                               "of the two; set one of them off")
+        if est.proposal_allocation != "uniform":
+            raise ConfigError(f"{setting} with estimator.proposal_allocation = {est.proposal_allocation!r}: the "
+                              "allocation sets the path's K per time bin, not the sampler's; set "
+                              "estimator.proposal_allocation = \"uniform\" or estimator.sampler_proposals = 0")
 
     def _require_generator(self, setting: str, off: str, supports: str, what: str, method: str, why_not) -> None:
         """Config errors for an estimator option that needs the generator's ``method`` (flag ``supports``)

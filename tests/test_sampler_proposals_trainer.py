@@ -77,6 +77,8 @@ def test_bootstrap_energy_target_uses_them_and_rows_past_the_cut_skip_them(tmp_p
 def test_a_path_without_sampler_proposals_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="masked path"):
         Trainer(_cfg('path={name="uniform"}', "estimator.sampler_proposals=4"), tmp_path / "u")
+    with pytest.raises(ConfigError, match="proposal_allocation"):
+        Trainer(_cfg('estimator.proposal_allocation="ess"', "estimator.sampler_proposals=4"), tmp_path / "a")
 
 
 def test_sampler_proposals_with_proposal_parallel_training_are_refused(tmp_path):
