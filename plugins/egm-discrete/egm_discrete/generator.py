@@ -196,11 +196,9 @@ class JumpGenerator(GeneratorParametrization):
         for j in range(C):
             s_j = path.kappa_inverse(kt + (1 - kt) * (j / C))
             logits = model(x.view(B * n, *path.shape), s_j).reshape(B * n, S, N)
-            tok = sample_categorical(logits, generator)
-            pick = masked & (rounds == j)
-            lp = F.log_softmax(logits.float(), dim=-1).gather(2, tok.unsqueeze(-1)).squeeze(-1)
-            log_q += torch.where(pick, lp, torch.zeros_like(lp)).sum(1).double()
-            x = torch.where(pick, tok, x)
+            x_next = torch.where(masked & (rounds == j), sample_categorical(logits, generator), x)
+            log_q += self.step_log_prob(path, x, x_next, logits)
+            x = x_next
         n_m = masked.sum(1).double()
         log_ratio = -n_m * math.log(N) - log_q
         return x.view(B, n, *path.shape), log_ratio.view(B, n).float()
