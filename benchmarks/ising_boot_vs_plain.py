@@ -25,14 +25,17 @@ Variants (CPU-sized like benchmarks/cpu_results.sh: lattice_conv 32 × 4, buffer
                  boot_..._e<K> estimator.energy_num_proposals = K (the direct energy target's own K),
                  boot_..._f<K> estimator.final_num_proposals = K (the r = 1 rows' own K),
                  boot_..._c<T> estimator.bootstrap_t_max = T (rows with t ≥ T take r = 1)
+  a final _pow<p> sets the masked path's schedule to κ_t = t^p (path.schedule = {name = "poly", power = p}),
+                 e.g. plain_b32_rb_sp8x16_pow2; it may precede _ema, _rb, _teach, _ess
   a final _ema adds the sampler EMA (train.ema_decay = 0.999), e.g. plain_ema
   a final _rb uses Rao–Blackwellized targets (estimator.conditional_targets = true), e.g. plain_rb,
                  boot_d0.1_rb (then on the rows with r = 1 only)
   a final _teach uses the sampler network as teacher on the rows with r < 1
                  (estimator.teacher_targets = true), e.g. boot_conv_d0.1_k64_b64_rb_teach
-  a final _sp<K>x<C>[t<T>] draws K sampler proposals in C rounds for the r = 1 estimates (plain rows,
-                 bootstrapped rows past the cut, the direct energy target) of rows with t < T (default 1)
-                 instead of the path's (estimator.sampler_proposals), e.g. plain_k4096_b32_rb_sp16x8t0.5
+  a final _sp<K>x<C>[g<γ>][t<T>] draws K sampler proposals in C rounds of spacing γ (default 1) for the
+                 r = 1 estimates (plain rows, bootstrapped rows past the cut, the direct energy target) of
+                 rows with t < T (default 1) instead of the path's (estimator.sampler_proposals,
+                 sampler_proposal_spacing), e.g. plain_k4096_b32_rb_sp16x8t0.5, plain_b32_rb_sp8x16g2
   a final _ess allocates the proposals per time bin from the measured ESS
                  (estimator.proposal_allocation = "ess"), e.g. plain_rb_ess
 Run folders go to OUT/<beta>/<tag>/; OUT/<beta>/results.md and results.json collect the rows of
@@ -74,12 +77,18 @@ CONV_ENERGY = ['energy_network={name="lattice_conv", channels=8, layers=2, pool=
 def variant_args(beta: str, v: str) -> tuple[str, list[str]]:
     import re
 
-    sp = re.fullmatch(r"(.+)_sp(\d+)x(\d+)(?:t([0-9.]+))?", v)
+    pw = re.fullmatch(r"(.+)_pow([0-9.]+)", v)
+    if pw:  # the masked path's schedule κ_t = t^p (more rows with few sites unmasked for p > 1)
+        cfg, sets = variant_args(beta, pw.group(1))
+        return cfg, sets + [f'path.schedule={{name="poly", power={pw.group(2)}}}']
+    sp = re.fullmatch(r"(.+)_sp(\d+)x(\d+)(?:g([0-9.]+))?(?:t([0-9.]+))?", v)
     if sp:  # sampler proposals: K_s completions in C rounds on the r = 1 estimates of rows with t < T
         cfg, sets = variant_args(beta, sp.group(1))
         sets = sets + [f"estimator.sampler_proposals={sp.group(2)}", f"estimator.sampler_proposal_steps={sp.group(3)}"]
         if sp.group(4):
-            sets.append(f"estimator.sampler_proposal_t_max={sp.group(4)}")
+            sets.append(f"estimator.sampler_proposal_spacing={sp.group(4)}")
+        if sp.group(5):
+            sets.append(f"estimator.sampler_proposal_t_max={sp.group(5)}")
         return cfg, sets
     if v.endswith("_teach"):  # the sampler network as teacher on the bootstrapped rows
         cfg, sets = variant_args(beta, v[:-6])

@@ -179,6 +179,11 @@ class EstimatorConfig:
     #: network evaluations per sampler proposal (rounds of the masked completion; more rounds capture
     #: more of the correlation between the sites drawn together)
     sampler_proposal_steps: int = attrs.field(default=8, validator=_num(1, integer=True))
+    #: γ of those rounds: after round j a share (j/steps)^γ of the open part is drawn (jump: round j takes
+    #: the masked sites of rank n_m (j/C)^γ … n_m ((j+1)/C)^γ in a random order). 1: rounds of equal
+    #: size; 2: the first rounds draw single sites, so a global choice (the magnetization's sign near
+    #: β_c) is made by a few sites that see each other instead of many drawn at once
+    sampler_proposal_spacing: float = attrs.field(default=1.0, validator=_num(1))
     #: rows with t at or above this keep the path's proposals (below 1 both are made for every row, the
     #: choice is per row; rows that are all at or above it, e.g. bootstrapped rows past the cut, skip the
     #: sampler's)

@@ -276,7 +276,8 @@ class Trainer:
         steps = self.cfg.estimator.sampler_proposal_steps
         self.sampler_proposal_evals += batch_size(x_t) * k * steps
         with torch.no_grad():
-            return self.comp.generator.sample_completions(self.model_fn, self.comp.path, x_t, t, k, steps, generator)
+            return self.comp.generator.sample_completions(self.model_fn, self.comp.path, x_t, t, k, steps, generator,
+                                                          spacing=self.cfg.estimator.sampler_proposal_spacing)
 
     def _teacher(self, x: State, r: torch.Tensor):
         """The sampler network as teacher for bootstrapped targets (no gradient; counted)."""

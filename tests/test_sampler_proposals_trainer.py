@@ -42,6 +42,25 @@ def test_plain_rows_take_sampler_proposals_counted_and_checkpointed(tmp_path):
     assert Trainer.open(tmp_path / "run").sampler_proposal_evals == tr.sampler_proposal_evals
 
 
+def test_the_spacing_reaches_the_generator(tmp_path, monkeypatch):
+    """estimator.sampler_proposal_spacing is passed to sample_completions (default 1, equal rounds);
+    below 1 is a config error."""
+    tr = Trainer(_cfg("estimator.sampler_proposals=2", "estimator.sampler_proposal_spacing=2.5"), tmp_path / "s")
+    seen = []
+    original = type(tr.comp.generator).sample_completions
+
+    def spy(self, *args, spacing=1.0, **kw):
+        seen.append(spacing)
+        return original(self, *args, spacing=spacing, **kw)
+    monkeypatch.setattr(type(tr.comp.generator), "sample_completions", spy)
+    tr.refill_buffer()
+    tr.training_batch()
+    assert seen and set(seen) == {2.5}
+    assert _cfg().estimator.sampler_proposal_spacing == 1.0
+    with pytest.raises(ConfigError, match="sampler_proposal_spacing"):
+        _cfg("estimator.sampler_proposal_spacing=0.5")
+
+
 def test_rows_above_the_threshold_keep_the_path_proposals(tmp_path):
     a = Trainer(_cfg(), tmp_path / "a")
     b = Trainer(_cfg("estimator.sampler_proposals=4", "estimator.sampler_proposal_t_max=0.5"), tmp_path / "b")

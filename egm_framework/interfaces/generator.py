@@ -78,7 +78,7 @@ class GeneratorParametrization(ABC):
 
     def sample_completions(
         self, model: ModelFn, path: ConditionalPath, x_t: State, t: torch.Tensor, n: int, steps: int,
-        generator: torch.Generator,
+        generator: torch.Generator, spacing: float = 1.0,
     ) -> tuple[State, torch.Tensor]:
         """Sampler proposals for r = 1: n end points per row simulated by the model from (x_t, t), and
         their log importance ratio to the path's own posterior proposal (:meth:`ConditionalPath.propose`
@@ -86,6 +86,8 @@ class GeneratorParametrization(ABC):
         puts the model's proposals on the scale of the uniform ones, so the same estimators (targets,
         log mean weight, ESS) apply unchanged; q_model must be exactly normalized over x_1 (it may be the
         density in an extended space, e.g. given a schedule drawn independently of the network).
+        ``steps`` network evaluations per proposal; ``spacing`` γ ≥ 1 makes the early ones finer (the
+        share of the way done after step j is (j/steps)^γ), where the generator has such a choice.
         x_t: (B, *event), t: (B,) -> ((B, n, *event), (B, n)). Optional: set
         :attr:`supports_sampler_proposals`."""
         raise NotImplementedError(f"generator {self.name!r} has no sampler proposals")

@@ -169,38 +169,46 @@ class JumpGenerator(GeneratorParametrization):
         return None
 
     @torch.no_grad()
-    def sample_completions(self, model, path, x_t, t, n, steps, generator):
+    def sample_completions(self, model, path, x_t, t, n, steps, generator, spacing=1.0):
         """n completions of each x_t (masked path) simulated by the denoiser in ``steps`` rounds, with
         log q_uniform(x_1 | x_t) − log q_model(x_1 | x_t | σ).
 
-        Each masked site is given a round j ∈ {0, …, steps − 1} uniformly at random, independently of
-        the network (σ); round j evaluates the network once at the time where the expected masked share
-        is (1 − j/steps) of the start, κ_s = κ_t + (1 − κ_t) j/steps, and draws every site of that
-        round from its denoiser law there. q_model(· | x_t, σ) = Π log D^i[x_1^i] is exactly normalized
-        for every σ, so with weights e^{−E(x_1)} q_uniform/q_model the estimators stay consistent (the
-        SNIS target, the log mean weight) whatever the network; a good network makes the weights flat.
-        steps = number of masked sites with one site per round would be the exact any-order sampler;
-        fewer rounds ignore the correlation between sites drawn in the same round (cost: ``steps``
-        network evaluations per proposal). x_t: (B, *shape), t: (B,) -> ((B, n, *shape), (B, n))."""
+        σ is a uniformly random order of the masked sites, drawn independently of the network. Round
+        j ∈ {0, …, C − 1} (C = ``steps``) takes the sites of rank ρ with n_m (j/C)^γ ≤ ρ < n_m ((j+1)/C)^γ
+        (n_m masked sites, γ = ``spacing``), evaluates the network once at the time where that share is
+        revealed, κ_s = κ_t + (1 − κ_t)(j/C)^γ, and draws every site of the round from its denoiser law
+        there. γ = 1 gives rounds of equal size; γ > 1 makes the first rounds small (γ = 2, C = 16, 100
+        masked sites: 1, 1, 2, 3, 3, … sites), so the few sites that decide a global feature (the sign of
+        the magnetization near a critical point) are drawn one at a time, each seeing the others.
+        q_model(· | x_t, σ) = Π log D^i[x_1^i] is exactly normalized for every σ, so with weights
+        e^{−E(x_1)} q_uniform/q_model the estimators stay consistent (the SNIS target, the log mean
+        weight) whatever the network; a good network makes the weights flat. One site per round is the
+        exact any-order sampler; fewer rounds ignore the correlation between sites drawn in the same
+        round (cost: ``steps`` network evaluations per proposal). x_t: (B, *shape), t: (B,) ->
+        ((B, n, *shape), (B, n))."""
         why = self.sampler_proposals_unsupported(path)
         if why:
             raise ValueError(why)
         B = x_t.shape[0]
         S, N, M = path.num_sites, path.vocab, path.mask_token
-        C = int(steps)
+        C, gamma = int(steps), float(spacing)
         x = x_t.reshape(B, 1, S).expand(B, n, S).reshape(B * n, S)
         masked = x == M
-        rounds = torch.randint(0, C, x.shape, generator=generator, device=x.device)
+        n_m = masked.sum(1)
+        # σ: a random order of the masked sites (unmasked sites sort last); rank ρ -> round ⌊C (ρ/n_m)^{1/γ}⌋
+        keys = torch.rand(x.shape, generator=generator, device=x.device).masked_fill(~masked, 2.0)
+        rank = keys.argsort(1).argsort(1).double()
+        share = rank / n_m.clamp(min=1).double().unsqueeze(1)
+        rounds = torch.floor(C * share ** (1.0 / gamma)).clamp(max=C - 1).long()
         kt = path.kappa(t.float()).repeat_interleave(n)  # (B n,)
         log_q = torch.zeros(B * n, dtype=torch.float64, device=x.device)
         for j in range(C):
-            s_j = path.kappa_inverse(kt + (1 - kt) * (j / C))
+            s_j = path.kappa_inverse(kt + (1 - kt) * (j / C) ** gamma)
             logits = model(x.view(B * n, *path.shape), s_j).reshape(B * n, S, N)
             x_next = torch.where(masked & (rounds == j), sample_categorical(logits, generator), x)
             log_q += self.step_log_prob(path, x, x_next, logits)
             x = x_next
-        n_m = masked.sum(1).double()
-        log_ratio = -n_m * math.log(N) - log_q
+        log_ratio = -n_m.double() * math.log(N) - log_q
         return x.view(B, n, *path.shape), log_ratio.view(B, n).float()
 
     def finalize_target(self, target, x_t, t):

@@ -222,8 +222,8 @@ def _random_model(gen, sites=9, vocab=2, scale=0.1):
 
 
 @pytest.mark.parametrize("t", [0.1, 0.5])
-@pytest.mark.parametrize("steps", [1, 3])
-def test_sampler_proposals_estimate_the_exact_answers_whatever_the_network(t, steps, gen):
+@pytest.mark.parametrize("steps,spacing", [(1, 1.0), (3, 1.0), (3, 2.0), (4, 3.5)])
+def test_sampler_proposals_estimate_the_exact_answers_whatever_the_network(t, steps, spacing, gen):
     """Completions drawn by a wrong network, reweighted by log q_uniform − log q_model: the SNIS target is
     the exact denoiser and log mean weight + log Z_{1|t} the exact log p_t (up to the constant log Z), as
     with the path's own proposals. A wrong normalization of q_model (e.g. a missing site or round) would
@@ -235,7 +235,7 @@ def test_sampler_proposals_estimate_the_exact_answers_whatever_the_network(t, st
     x_t, tt = _points(path, t, gen, n=6)
 
     def proposals(x, tq, k, g):
-        return gp.sample_completions(model, path, x, tq, k, steps, g)
+        return gp.sample_completions(model, path, x, tq, k, steps, g, spacing=spacing)
 
     ones = torch.ones_like(tt)
     est = estimate_marginal(path, gp, lambda x, r: ENERGY(x), x_t, tt, ones, 40000, gen, proposal_fn=proposals)
@@ -282,6 +282,74 @@ def test_sampler_proposals_from_the_exact_denoiser_have_flat_weights(gen):
     uniform = estimate_marginal(path, None, lambda x, r: energy(x), x_t, tt, ones, 256, gen)
     assert by_model.ess.min().item() > 0.6
     assert uniform.ess.max().item() < 0.5 * by_model.ess.min().item()
+
+
+@pytest.mark.parametrize("spacing", [1.0, 2.0])
+def test_sampler_completion_rounds_follow_the_spacing(spacing, gen):
+    """Round j draws the masked sites of rank n_m (j/C)^γ … n_m ((j+1)/C)^γ in a random order and sees
+    the network at κ_s = κ_t + (1 − κ_t)(j/C)^γ: γ = 2, C = 16 and 100 masked sites give rounds of
+    1, 1, 2, 3, 3, … sites (every site once), γ = 1 rounds of 6 or 7."""
+    from egm_discrete.space import CategoricalSpace
+
+    path, gp = MaskedPath(CategoricalSpace([10, 10], 2)), JumpGenerator()
+    calls = []
+
+    def model(x, s):
+        calls.append(((x == path.mask_token).flatten(1).sum(1), s.clone()))
+        return torch.zeros(*x.shape, 2)
+
+    x_t = torch.full((2, 10, 10), path.mask_token)
+    x_t[1, 0, :4] = 1  # 96 masked sites in the second row
+    t = torch.tensor([0.0, 0.04])
+    x_1, _ = gp.sample_completions(model, path, x_t, t, 3, 16, gen, spacing=spacing)
+    assert (x_1 != path.mask_token).all() and (x_1[1, :, 0, :4] == 1).all()
+    assert len(calls) == 16
+    for row, n_m in ((0, 100), (1, 96)):
+        masked_before = torch.stack([c[0].view(2, 3)[row] for c in calls] + [torch.zeros(3, dtype=torch.long)])
+        sizes = (masked_before[:-1] - masked_before[1:]).T  # (3 proposals, 16 rounds)
+        bounds = [sum(1 for rho in range(n_m) if rho >= n_m * (j / 16) ** spacing) for j in range(17)]
+        expected = torch.tensor([bounds[j] - bounds[j + 1] for j in range(16)])
+        assert (sizes == expected).all(), (sizes, expected)
+        times = torch.stack([c[1].view(2, 3)[row, 0] for c in calls])
+        kt = t[row].item()
+        assert torch.allclose(times, torch.tensor([kt + (1 - kt) * (j / 16) ** spacing for j in range(16)]))
+        if row == 0:
+            assert expected[:5].tolist() == ([1, 1, 2, 3, 3] if spacing == 2.0 else [7, 6, 6, 6, 7])
+
+
+def test_finer_first_rounds_find_the_other_sign(gen):
+    """3×3 Ising at β = 1 (two signs, 1 : 1 by symmetry) and a sampler that is exact except at the
+    all-masked state, where it prefers +1 at every site (P = 0.9): SNIS over its completions of the
+    all-masked state with γ = 1 (first round: 3 sites at once, all −1 with probability 10⁻³) has
+    almost no −1 configurations to reweight and keeps the preference; γ = 3 draws the first site alone
+    (−1 with probability 0.1) and the weights restore the balance."""
+    from egm_discrete.space import CategoricalSpace
+
+    path = MaskedPath(CategoricalSpace([3, 3], 2))
+    gp = JumpGenerator()
+    energy = IsingEnergy(L=3, beta=1.0)
+    log_p = torch.log_softmax(-energy(STATES).double(), 0)
+    exact = _exact_teacher(path, STATES, log_p)
+
+    def biased(x, s):
+        out = exact(x, s)
+        all_masked = (x == path.mask_token).flatten(1).all(1)
+        prefer = torch.tensor([0.0, 2.2])  # softmax: P(+1) = 0.9
+        return torch.where(all_masked.view(-1, 1, 1, 1), prefer.expand_as(out), out)
+
+    x_t = torch.full((1, 3, 3), path.mask_token)
+    tt = torch.zeros(1)
+    ones = torch.ones_like(tt)
+    plus = {}
+    for spacing in (1.0, 3.0):
+        def proposals(x, tq, k, g):
+            return gp.sample_completions(biased, path, x, tq, k, 3, g, spacing=spacing)
+        # P(x^i = +1 | all masked) from 20 estimates at K = 64, as the trainer's rows would see it; exact 0.5
+        plus[spacing] = torch.tensor([
+            estimate_marginal(path, gp, lambda x, r: energy(x), x_t, tt, ones, 64, gen,
+                              proposal_fn=proposals).target[0, ..., 1].mean().item() for _ in range(20)])
+    assert plus[1.0].mean() > 0.8, plus  # the preference survives the reweighting
+    assert abs(plus[3.0].mean() - 0.5) < 0.1 and plus[3.0].std() < 0.15, plus
 
 
 def test_sampler_proposals_need_the_masked_path():
