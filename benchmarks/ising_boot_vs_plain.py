@@ -27,6 +27,7 @@ Variants (CPU-sized like benchmarks/cpu_results.sh: lattice_conv 32 × 4, buffer
                  boot_..._c<T> estimator.bootstrap_t_max = T (rows with t ≥ T take r = 1)
   a final _pow<p> sets the masked path's schedule to κ_t = t^p (path.schedule = {name = "poly", power = p}),
                  e.g. plain_b32_rb_sp8x16_pow2; it may precede _ema, _rb, _teach, _ess
+  a last _seed<N> repeats a variant with train.seed = N, e.g. plain_b32_rb_sp8x16g2_seed1
   a final _ema adds the sampler EMA (train.ema_decay = 0.999), e.g. plain_ema
   a final _rb uses Rao–Blackwellized targets (estimator.conditional_targets = true), e.g. plain_rb,
                  boot_d0.1_rb (then on the rows with r = 1 only)
@@ -77,6 +78,10 @@ CONV_ENERGY = ['energy_network={name="lattice_conv", channels=8, layers=2, pool=
 def variant_args(beta: str, v: str) -> tuple[str, list[str]]:
     import re
 
+    sd = re.fullmatch(r"(.+)_seed(\d+)", v)
+    if sd:  # a repeat with another training seed (train.seed; the ground truth stays the same)
+        cfg, sets = variant_args(beta, sd.group(1))
+        return cfg, sets + [f"train.seed={sd.group(2)}"]
     pw = re.fullmatch(r"(.+)_pow([0-9.]+)", v)
     if pw:  # the masked path's schedule κ_t = t^p (more rows with few sites unmasked for p > 1)
         cfg, sets = variant_args(beta, pw.group(1))
@@ -172,6 +177,9 @@ def curve(run: Path) -> list[dict]:
 def print_curves(runs: list[Path]) -> None:
     print("| run | step | train s | true-energy evals | E-W1 / floor | M-W1 / floor |\n|---|---|---|---|---|---|")
     for run in runs:
+        if not (run / "metrics.jsonl").is_file():  # e.g. a shell glob that caught the .log files
+            print(f"(skipped {run}: not a run folder with metrics.jsonl)", file=sys.stderr)
+            continue
         for p in curve(run):
             ratio = lambda k: "-" if not p.get(k) or not p.get(k + "/floor") else f"{p[k] / p[k + '/floor']:.2f}"  # noqa: E731
             print(f"| {run.name} | {p['step']} | {p['train_s']:.0f} | {p['energy_evals']:.2g} | {ratio('E-W1')} | "
