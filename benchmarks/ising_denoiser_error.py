@@ -11,7 +11,7 @@ ground_truth.pt); on the masked sites it reports, as the mean total-variation di
 The reference is the conditional-target estimate at ``--k-ref`` proposals (its own error is about
 the rb@K avg column scaled by √(K / K_ref)). With ``--ref-sampler K_S`` its proposals are instead
 K_S completions drawn by a trained sampler (``--ref-run``, default the run itself) in ``--ref-rounds``
-rounds, weighted by q_uniform/q_sampler (estimator.sampler_proposals): consistent for any network,
+rounds of spacing ``--ref-spacing``, weighted by q_uniform/q_sampler (estimator.sampler_proposals): consistent for any network,
 and at small t far better than uniform completions when the network is good (see ess_ref). Use one
 ``--ref-run`` for every run compared, so that they share the reference.
 
@@ -39,6 +39,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=8)
     ap.add_argument("--ref-sampler", type=int, default=0, help="K of a sampler-proposal reference (0: uniform)")
     ap.add_argument("--ref-rounds", type=int, default=32)
+    ap.add_argument("--ref-spacing", type=float, default=2.0,
+                    help="γ of the reference's rounds (estimator.sampler_proposal_spacing)")
     ap.add_argument("--ref-run", default=None, help="run whose sampler draws the reference (default: RUN)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None)
@@ -55,7 +57,7 @@ def main() -> None:
 
     def ref_proposals(x, t, k, g):
         with torch.no_grad():
-            return gp.sample_completions(ref_model, path, x, t, k, args.ref_rounds, g)
+            return gp.sample_completions(ref_model, path, x, t, k, args.ref_rounds, g, spacing=args.ref_spacing)
     for t in args.times:
         idx = torch.randint(0, gt.shape[0], (args.points,), generator=gen)
         tt = torch.full((args.points,), t)
