@@ -445,6 +445,17 @@ def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _unflat(flat: dict[str, Any]) -> dict:
+    out: dict = {}
+    for key, v in flat.items():
+        *head, last = key.split(".")
+        d = out
+        for h in head:
+            d = d.setdefault(h, {})
+        d[last] = v
+    return out
+
+
 def resumable(key: str) -> bool:
     """Whether ``key`` (e.g. ``train.lr``) may differ from the checkpoint's config."""
     return key == "name" or key in RESUMABLE_KEYS or any(
@@ -453,10 +464,17 @@ def resumable(key: str) -> bool:
 
 def check_config_change(old: dict, new: dict, context: str, fix: str) -> list[str]:
     """Keys that differ between two resolved configs (``RunConfig.to_dict()``); a difference in a key
-    that changes the target, the space or the network shapes is a :class:`ConfigError` naming it."""
+    that changes the target, the space or the network shapes is a :class:`ConfigError` naming it.
+    A key that ``old`` lacks and ``new`` has at its default is no difference: options are added with
+    a default that keeps the earlier behaviour, so a run written before the key existed still opens."""
+    from .config import section_defaults
     from .errors import ConfigError
 
     a, b = _flat(json.loads(json.dumps(old))), _flat(json.loads(json.dumps(new)))
+    defaults = _flat(json.loads(json.dumps(_unflat(section_defaults()))))
+    for key, value in defaults.items():
+        if key not in a and b.get(key) == value:
+            a[key] = value
     changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     for key in changed:
         if not resumable(key):

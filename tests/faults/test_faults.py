@@ -251,6 +251,19 @@ def _append_metrics_after_checkpoint(ctx: Ctx) -> None:
     ctx.data["before"] = snapshot(ctx.run)
 
 
+def _checkpoint_from_older_version(ctx: Ctx) -> None:
+    """The checkpoint's stored config as a version without estimator.sampler_proposal_spacing wrote it."""
+    import torch
+
+    ck = ctx.run / "checkpoints" / "last.pt"
+    state = torch.load(ck, weights_only=False)
+    cfg = json.loads(state["config"])
+    assert cfg["estimator"].pop("sampler_proposal_spacing") == 1.0
+    state["config"] = json.dumps(cfg)
+    torch.save(state, ck)
+    ctx.data["before"] = snapshot(ctx.run)
+
+
 def _check_resume_recorded(ctx: Ctx, res) -> None:
     cfg = (ctx.run / "config.toml").read_text()
     assert "outer_iterations = 3" in cfg
@@ -484,6 +497,10 @@ FAULTS: list[Fault] = [
     Fault("config-edited-after-training", R, "config.toml edited (energy.beta) after training, then `egm evaluate`",
           lambda c: ["evaluate", c.run], ("does not describe its checkpoint", "energy.beta"), "restore config.toml",
           setup=edit_text("config.toml", lambda t: t.replace("beta = 0.3", "beta = 0.4"))),
+    Fault("run-from-older-version", R, "`egm sample` on a run whose checkpoint predates a config key (kept at its "
+          "default)", lambda c: ["sample", c.run, "-n", "5", "-o", c.tmp / "s.pt"], rc=0,
+          setup=_checkpoint_from_older_version, check=_check_sample_file(5),
+          outcome="samples: a key the checkpoint lacks counts as its default, the behaviour of the older version"),
     Fault("second-writer", R, "`egm train --resume RUN` while another process holds the run's lock",
           lambda c: ["train", "--resume", c.run], ("being written by another egm process",), "wait for it to finish",
           setup=_hold_lock, check=_check_lock_named),
