@@ -331,3 +331,16 @@ def test_transfer_matrix_log_partition_matches_enumeration(L, beta, h):
     states = enumerate_tokens(L * L, 2).view(-1, L, L)
     exact = float(torch.logsumexp(-ising_energy_tokens(states, beta, h=h).double(), 0))
     assert transfer_matrix_log_partition(L, beta, h=h) == pytest.approx(exact, abs=1e-5)
+
+
+@pytest.mark.parametrize("L,beta,J,h", [(3, 0.3, 1.0, 0.0), (4, 0.4407, 0.7, -0.2)])
+def test_ising_energy_knows_its_exact_log_partition(L, beta, J, h):
+    """IsingEnergy.log_partition (read by the exactness report as log_z_exact) against enumerating the
+    energy itself (so J, h and the bond convention are the energy's), and None beyond L = 10."""
+    from egm_discrete.energies import IsingEnergy
+    from egm_discrete.ground_truth import enumerate_tokens
+
+    e = IsingEnergy(L=L, beta=beta, J=J, h=h)
+    states = enumerate_tokens(L * L, 2).view(-1, L, L)
+    assert e.log_partition == pytest.approx(float(torch.logsumexp(-e(states).double(), 0)), abs=1e-4)
+    assert IsingEnergy(L=11, beta=0.3).log_partition is None
