@@ -42,7 +42,8 @@ Variants (CPU-sized like benchmarks/cpu_results.sh: lattice_conv 32 × 4, buffer
 Run folders go to OUT/<beta>/<tag>/; OUT/<beta>/results.md and results.json collect the rows of
 every call. With --eval-every N each run also evaluates every N × 100 steps (outside its training
 time); `python benchmarks/ising_boot_vs_plain.py --curves RUN...` then prints E-W1 and M-W1 over
-their floors against training seconds and true-energy evaluations.
+their floors against training seconds and true-energy evaluations, and `--table RUN...` their end
+points with the trained sampler's importance weights and log Z beside the exact one.
 """
 
 from __future__ import annotations
@@ -186,9 +187,39 @@ def print_curves(runs: list[Path]) -> None:
                   f"{ratio('M-W1')} |")
 
 
+def print_table(runs: list[Path]) -> None:
+    """End points of finished runs with the trained sampler's own importance weights (eval.json's
+    exactness: ESS/n, KL(q‖p), log Z with its 95 % interval) beside the exact log Z (transfer matrix)."""
+    import tomllib
+
+    from egm_discrete.ground_truth import transfer_matrix_log_partition
+
+    print("| run | steps | true-energy evals | sampler evals | E-W1 | M-W1 | \\|M\\|-W1 | E-mean [exact] | ESS/n | "
+          "KL_rev | log Z [95 %] (exact) |\n|---|---|---|---|---|---|---|---|---|---|---|")
+    for run in runs:
+        if not (run / "eval.json").is_file():
+            print(f"(skipped {run}: no eval.json)", file=sys.stderr)
+            continue
+        ev = json.loads((run / "eval.json").read_text())
+        ex = ev.get("exactness", {})
+        recs = [json.loads(s) for s in (run / "metrics.jsonl").read_text().splitlines()]
+        sp = max((r.get("sampler_proposal_evals", 0) for r in recs if "loss" in r), default=0)
+        e = tomllib.loads((run / "config.toml").read_text())["energy"]
+        lz = transfer_matrix_log_partition(int(e["L"]), float(e["beta"]), float(e.get("J", 1.0)), float(e.get("h", 0.0)))
+        fl = lambda k: f"{ev[k]:.3g} ({ev[k + '/floor']:.2g})"  # noqa: E731
+        print(f"| {run.parent.name}/{run.name} | {ev['step']:,} | {ev['energy_evals']:.2g} | {sp:.2g} | {fl('E-W1')} | "
+              f"{fl('M-W1')} | {fl('|M|-W1')} | {ev['E-mean']:.1f} [{ev['E-mean/reference']:.1f}] | "
+              f"{ex.get('ess_fraction', float('nan')):.3g} | {ex.get('kl_reverse', float('nan')):.3g} | "
+              f"{ex.get('log_z', float('nan')):.2f} [{ex.get('log_z_lo', float('nan')):.2f}, "
+              f"{ex.get('log_z_hi', float('nan')):.2f}] ({lz:.2f}) |")
+
+
 def main(argv=None) -> int:
     if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--curves":  # print the curves of finished runs
         print_curves([Path(r) for r in sys.argv[2:]])
+        return 0
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--table":  # end points with importance weights
+        print_table([Path(r) for r in sys.argv[2:]])
         return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--beta", required=True, choices=["b02", "b03", "b04407"])
