@@ -28,7 +28,7 @@ Variants (CPU-sized like benchmarks/cpu_results.sh: lattice_conv 32 × 4, buffer
   a final _pow<p> sets the masked path's schedule to κ_t = t^p (path.schedule = {name = "poly", power = p}),
                  e.g. plain_b32_rb_sp8x16_pow2; it may precede _ema, _rb, _teach, _ess
   a last _seed<N> repeats a variant with train.seed = N, e.g. plain_b32_rb_sp8x16g2_seed1
-  a final _ema adds the sampler EMA (train.ema_decay = 0.999), e.g. plain_ema
+  a final _ema adds the sampler EMA (train.ema_decay = 0.999; _ema0.99 another decay), e.g. plain_ema
   a final _rb uses Rao–Blackwellized targets (estimator.conditional_targets = true), e.g. plain_rb,
                  boot_d0.1_rb (then on the rows with r = 1 only)
   a final _teach uses the sampler network as teacher on the rows with r < 1
@@ -105,9 +105,10 @@ def variant_args(beta: str, v: str) -> tuple[str, list[str]]:
     if v.endswith("_rb"):  # conditional (Rao–Blackwellized) denoiser targets
         cfg, sets = variant_args(beta, v[:-3])
         return cfg, sets + ["estimator.conditional_targets=true"]
-    if v.endswith("_ema"):  # any variant with the sampler EMA (train.ema_decay = 0.999)
-        cfg, sets = variant_args(beta, v[:-4])
-        return cfg, sets + ["train.ema_decay=0.999"]
+    em = re.fullmatch(r"(.+)_ema(0\.\d+)?", v)
+    if em:  # any variant with the sampler EMA (train.ema_decay = 0.999, or the decay given)
+        cfg, sets = variant_args(beta, em.group(1))
+        return cfg, sets + [f"train.ema_decay={em.group(2) or 0.999}"]
     if v == "plain":
         return f"configs/ising10_{beta}_plain.toml", COMMON + PLAIN
     if v.startswith("plain_"):  # plain_k<K>_b<B>: other proposal and batch sizes
