@@ -59,9 +59,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = ["network.channels=32", "network.layers=4", "train.buffer_refresh=500", "eval.num_samples=2000",
           "train.progress=false", 'train.device="cpu"']
-#: the plain and bootstrapped variants pin what the shipped files have changed since (sampler proposals, the
-#: teacher, the cut), so that every documented command reproduces its row; suffixes switch them back on
-PLAIN = ["train.batch_size=256", "estimator.num_proposals=512", "estimator.sampler_proposals=0"]
+#: the plain and bootstrapped variants pin what the shipped files have changed since (sampler proposals, their
+#: spacing, the sampler EMA, the teacher, the cut), so that every documented command reproduces its row;
+#: suffixes switch them back on
+PLAIN = ["train.batch_size=256", "estimator.num_proposals=512", "estimator.sampler_proposals=0",
+         "estimator.sampler_proposal_spacing=1", "train.ema_decay=0"]
 BOOT = ["train.batch_size=128", "estimator.num_proposals=256", "estimator.energy_batch_fraction=0.5",
         "estimator.energy_ema_decay=0.99", "estimator.energy_ema_start=0.0",
         # the bootstrap settings the configs shipped with before the measurements in docs/results.md
