@@ -276,8 +276,10 @@ class Trainer:
         steps = self.cfg.estimator.sampler_proposal_steps
         self.sampler_proposal_evals += batch_size(x_t) * k * steps
         with torch.no_grad():
-            return self.comp.generator.sample_completions(self.model_fn, self.comp.path, x_t, t, k, steps, generator,
-                                                          spacing=self.cfg.estimator.sampler_proposal_spacing)
+            spacing = self.cfg.estimator.sampler_proposal_spacing
+            # spacing only when set, so a plugin generator written before the keyword keeps working at γ = 1
+            kw = {} if spacing == 1 else {"spacing": spacing}
+            return self.comp.generator.sample_completions(self.model_fn, self.comp.path, x_t, t, k, steps, generator, **kw)
 
     def _teacher(self, x: State, r: torch.Tensor):
         """The sampler network as teacher for bootstrapped targets (no gradient; counted)."""
