@@ -197,8 +197,8 @@ def print_table(runs: list[Path]) -> None:
 
     from egm_discrete.ground_truth import transfer_matrix_log_partition
 
-    print("| run | steps | true-energy evals | sampler evals | E-W1 | M-W1 | \\|M\\|-W1 | E-mean [exact] | ESS/n | "
-          "KL_rev | log Z [95 %] (exact) |\n|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| β | run | steps | true-energy evals | sampler evals | E-W1 | M-W1 | \\|M\\|-W1 | E-mean [exact] | ESS/n | "
+          "KL_rev | log Z [95 %] (exact) |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
     for run in runs:
         if not (run / "eval.json").is_file():
             print(f"(skipped {run}: no eval.json)", file=sys.stderr)
@@ -210,7 +210,7 @@ def print_table(runs: list[Path]) -> None:
         e = tomllib.loads((run / "config.toml").read_text())["energy"]
         lz = transfer_matrix_log_partition(int(e["L"]), float(e["beta"]), float(e.get("J", 1.0)), float(e.get("h", 0.0)))
         fl = lambda k: f"{ev[k]:.3g} ({ev[k + '/floor']:.2g})"  # noqa: E731
-        print(f"| {run.parent.name}/{run.name} | {ev['step']:,} | {ev['energy_evals']:.2g} | {sp:.2g} | {fl('E-W1')} | "
+        print(f"| {float(e['beta']):g} | {run.parent.name}/{run.name} | {ev['step']:,} | {ev['energy_evals']:.2g} | {sp:.2g} | {fl('E-W1')} | "
               f"{fl('M-W1')} | {fl('|M|-W1')} | {ev['E-mean']:.1f} [{ev['E-mean/reference']:.1f}] | "
               f"{ex.get('ess_fraction', float('nan')):.3g} | {ex.get('kl_reverse', float('nan')):.3g} | "
               f"{ex.get('log_z', float('nan')):.2f} [{ex.get('log_z_lo', float('nan')):.2f}, "
