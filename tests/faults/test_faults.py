@@ -256,7 +256,7 @@ def _checkpoint_from_older_version(ctx: Ctx) -> None:
     import torch
 
     ck = ctx.run / "checkpoints" / "last.pt"
-    state = torch.load(ck, weights_only=False)
+    state = torch.load(ck, weights_only=True)
     cfg = json.loads(state["config"])
     assert cfg["estimator"].pop("sampler_proposal_spacing") == 1.0
     state["config"] = json.dumps(cfg)
