@@ -286,11 +286,11 @@ class RunConfig:
 _SECTION_CLASSES = {"estimator": EstimatorConfig, "train": TrainConfig, "eval": EvalConfig}
 
 
-def section_defaults() -> dict[str, Any]:
-    """The default of every key of the estimator, train and eval sections, flat (``estimator.delta``),
-    as :meth:`RunConfig.to_dict` writes them (keys that default to None are absent)."""
-    return {f"{sec}.{k}": v for sec, cls in _SECTION_CLASSES.items()
-            for k, v in attrs.asdict(cls()).items() if v is not None}
+def section_defaults() -> dict[str, dict[str, Any]]:
+    """The defaults of the estimator, train and eval sections as :meth:`RunConfig.to_dict` writes them
+    (keys that default to None are absent)."""
+    return {sec: {k: v for k, v in attrs.asdict(cls()).items() if v is not None}
+            for sec, cls in _SECTION_CLASSES.items()}
 
 
 #: keys renamed since a release: old name -> new name (run folders written before keep loading)

@@ -445,17 +445,6 @@ def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _unflat(flat: dict[str, Any]) -> dict:
-    out: dict = {}
-    for key, v in flat.items():
-        *head, last = key.split(".")
-        d = out
-        for h in head:
-            d = d.setdefault(h, {})
-        d[last] = v
-    return out
-
-
 def resumable(key: str) -> bool:
     """Whether ``key`` (e.g. ``train.lr``) may differ from the checkpoint's config."""
     return key == "name" or key in RESUMABLE_KEYS or any(
@@ -471,7 +460,7 @@ def check_config_change(old: dict, new: dict, context: str, fix: str) -> list[st
     from .errors import ConfigError
 
     a, b = _flat(json.loads(json.dumps(old))), _flat(json.loads(json.dumps(new)))
-    defaults = _flat(json.loads(json.dumps(_unflat(section_defaults()))))
+    defaults = _flat(json.loads(json.dumps(section_defaults())))
     for key, value in defaults.items():
         if key not in a and b.get(key) == value:
             a[key] = value
