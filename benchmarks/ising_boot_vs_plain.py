@@ -19,7 +19,9 @@ Variants (CPU-sized like benchmarks/cpu_results.sh: lattice_conv 32 × 4, buffer
                  boot_conv_d0.1_k16_b32_e256_f4096_c0.5_rb_teach_sp16x8, whose K_e and K at r = 1 the
                  sampler proposals replace)
   boot_d<Δ>      the same with estimator.delta = Δ (e.g. boot_d0.1)
-  boot_conv      energy network lattice_conv 8 × 2 with a summed scalar head instead of the MLP
+  boot_conv      energy network lattice_conv 8 × 2 with a summed scalar head instead of the MLP;
+                 boot_conv<C>x<L> with C channels and L layers (e.g. boot_conv16x4: a receptive field of
+                 9 × 9, the whole periodic 10 × 10 lattice, where 8 × 2 sees 5 × 5)
   suffixes _k<K>, _b<B> set the proposals and batch size, e.g. boot_d0.1_k64_b64, plain_k2048_b64;
                  boot_..._t<T> sets estimator.energy_t_min = T (bootstrapped energy target below T),
                  boot_..._e<K> estimator.energy_num_proposals = K (the direct energy target's own K),
@@ -27,6 +29,9 @@ Variants (CPU-sized like benchmarks/cpu_results.sh: lattice_conv 32 × 4, buffer
                  boot_..._c<T> estimator.bootstrap_t_max = T (rows with t ≥ T take r = 1)
   a final _pow<p> sets the masked path's schedule to κ_t = t^p (path.schedule = {name = "poly", power = p}),
                  e.g. plain_b32_rb_sp8x16_pow2; it may precede _ema, _rb, _teach, _ess
+  a final _sb<C> (bootstrapped) draws the K proposals of the rows with r < 1 from the sampler, to r, in C
+                 rounds (estimator.sampler_bridges, sampler_bridge_steps), e.g. boot_conv_..._sp8x16g2_ema_sb4;
+                 it may precede _seed only
   a last _seed<N> repeats a variant with train.seed = N, e.g. plain_b32_rb_sp8x16g2_seed1
   a final _ema adds the sampler EMA (train.ema_decay = 0.999; _ema0.99 another decay), e.g. plain_ema
   a final _rb uses Rao–Blackwellized targets (estimator.conditional_targets = true), e.g. plain_rb,
@@ -70,7 +75,7 @@ BOOT = ["train.batch_size=128", "estimator.num_proposals=256", "estimator.energy
         # changed them (so every documented command reproduces its row); "boot_shipped" takes the file as is
         'energy_network={name="mlp", hidden=256, layers=3}', "estimator.delta=0.01",
         "estimator.conditional_targets=false", "estimator.teacher_targets=false", "estimator.bootstrap_t_max=1.0",
-        "estimator.sampler_proposals=0"]
+        "estimator.sampler_proposals=0", "estimator.sampler_bridges=false"]
 
 
 #: energy network for "boot_conv*": a periodic CNN with a summed scalar head (8 channels × 2 layers:
@@ -85,6 +90,10 @@ def variant_args(beta: str, v: str) -> tuple[str, list[str]]:
     if sd:  # a repeat with another training seed (train.seed; the ground truth stays the same)
         cfg, sets = variant_args(beta, sd.group(1))
         return cfg, sets + [f"train.seed={sd.group(2)}"]
+    sb = re.fullmatch(r"(.+)_sb(\d+)", v)
+    if sb:  # bootstrapped rows draw their bridge proposals from the sampler in C rounds
+        cfg, sets = variant_args(beta, sb.group(1))
+        return cfg, sets + ["estimator.sampler_bridges=true", f"estimator.sampler_bridge_steps={sb.group(2)}"]
     pw = re.fullmatch(r"(.+)_pow([0-9.]+)", v)
     if pw:  # the masked path's schedule κ_t = t^p (more rows with few sites unmasked for p > 1)
         cfg, sets = variant_args(beta, pw.group(1))
@@ -131,8 +140,11 @@ def variant_args(beta: str, v: str) -> tuple[str, list[str]]:
         return f"configs/ising10_{beta}_boot.toml", COMMON + sets
     if v.startswith("boot"):
         rest, sets = v[4:], list(BOOT)
-        if rest.startswith("_conv"):
-            rest, sets = rest[5:], sets + CONV_ENERGY
+        cv = re.match(r"_conv(?:(\d+)x(\d+))?", rest)
+        if cv:  # boot_conv: the 8 × 2 CNN energy network; boot_conv<C>x<L>: C channels, L layers
+            size = [] if cv.group(1) is None else [
+                f'energy_network={{name="lattice_conv", channels={cv.group(1)}, layers={cv.group(2)}, pool="sum"}}']
+            rest, sets = rest[cv.end():], sets + (size or CONV_ENERGY)
         for part in [p for p in rest.split("_") if p]:
             key = {"d": "estimator.delta", "k": "estimator.num_proposals", "b": "train.batch_size",
                    "t": "estimator.energy_t_min", "e": "estimator.energy_num_proposals",

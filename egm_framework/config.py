@@ -188,6 +188,15 @@ class EstimatorConfig:
     #: choice is per row; rows that are all at or above it, e.g. bootstrapped rows past the cut, skip the
     #: sampler's)
     sampler_proposal_t_max: float = attrs.field(default=1.0, validator=_num(0, 1, lo_open=True))
+    #: bootstrapping, rows with r < 1: draw their num_proposals bridge proposals x_r from the sampler
+    #: network (its EMA copy when train.ema_decay > 0) instead of the path: the sites that open by r are
+    #: drawn as the path draws them, their tokens by the network in sampler_bridge_steps rounds of spacing
+    #: sampler_proposal_spacing; weighted by e^{−E_r} times q_path/q_sampler, so the estimate keeps its
+    #: meaning whatever the network. Each proposal costs sampler_bridge_steps sampler evaluations (counted
+    #: as sampler_proposal_evals)
+    sampler_bridges: bool = attrs.field(default=False, validator=_bool)
+    #: network evaluations per sampler bridge proposal
+    sampler_bridge_steps: int = attrs.field(default=4, validator=_num(1, integer=True))
     #: product energies whose continuous part is Gaussian given the discrete part (gb_rbm, joint_mog):
     #: propose the discrete part only, integrate the continuous part out exactly (rows with r = 1)
     collapse_continuous: bool = attrs.field(default=False, validator=_bool)

@@ -197,6 +197,11 @@ class DataParallelTrainer(Trainer):
                     f"estimator.sampler_proposals = {est.sampler_proposals} with train.parallel = \"proposals\": the "
                     "ranks split the path's proposals of every row, not the sampler's; set estimator.sampler_proposals "
                     "= 0, or use train.parallel = \"batch\"")
+            if est.sampler_bridges:
+                raise ConfigError(
+                    "estimator.sampler_bridges = true with train.parallel = \"proposals\": the ranks split the path's "
+                    "proposals of every row, not the sampler's; set estimator.sampler_bridges = false, or use "
+                    "train.parallel = \"batch\"")
         shards = getattr(tc, key) or self.world
         tc = attrs.evolve(tc, **({"batch_shards": 1, "proposal_shards": shards} if by_proposals else
                                  {"batch_shards": shards}))

@@ -147,10 +147,12 @@ def estimate_marginal(
     conditional expectation of its r = 1 target given x_r as the network predicts it, instead of the
     bridge target.
 
-    ``proposal_fn(x_t, t, k, generator) -> (x_1, log_ratio)`` (r = 1 only) draws the proposals from
-    another normalized law than the path's posterior proposal (the sampler's own completions,
-    :meth:`~egm_framework.interfaces.GeneratorParametrization.sample_completions`); ``log_ratio`` (B, k)
-    is log q_path − log q and is added to −E, so every statistic keeps its meaning.
+    ``proposal_fn(x_t, t, k, generator) -> (x_r, log_ratio)`` draws the proposals from another
+    normalized law q than the path's proposal (the sampler's own completions, or its bridge proposals
+    for r < 1, :meth:`~egm_framework.interfaces.GeneratorParametrization.sample_completions`);
+    ``log_ratio`` (B, k) is log q_path − log q and is added to −E together with the path's own
+    :meth:`~egm_framework.interfaces.ConditionalPath.proposal_log_correction`, so every statistic keeps
+    its meaning.
     """
     B = batch_size(x_t)
     K = int(num_proposals)
@@ -172,7 +174,10 @@ def estimate_marginal(
             logw = logw.float()
         else:
             if proposal_fn is not None:
-                x_r, corr = proposal_fn(x_t, t, k, gen)  # (B, k, *event), (B, k)
+                x_r, corr = proposal_fn(x_t, t, k, gen)  # (B, k, *event), (B, k): log q_path − log q
+                path_corr = path.proposal_log_correction(x_t, t, r, x_r)  # the path's proposal to the bridge
+                if path_corr is not None:
+                    corr = corr + path_corr
             else:
                 x_r = path.propose(x_t, t, r, k, gen)  # (B, k, *event)
                 corr = path.proposal_log_correction(x_t, t, r, x_r)
@@ -335,6 +340,9 @@ class BootstrapEstimator(SNISEstimator):
         self.teacher_fn: Callable[[State, torch.Tensor], Any] | None = None
         #: a lower bound on the t of the rows with r = 1 (the trainer's bootstrap cut), or None
         self.final_t_min: float | None = None
+        #: sampler bridge proposals on the rows with r < 1 (``estimator.sampler_bridges``):
+        #: ``bridge_fn(x_t, t, r, k, generator) -> (x_r, log q_path − log q)``, or None (the path's)
+        self.bridge_fn: Callable | None = None
 
     def end_times(self, t: torch.Tensor) -> torch.Tensor:
         return torch.clamp(t + self.delta, max=1.0)
@@ -349,9 +357,15 @@ class BootstrapEstimator(SNISEstimator):
         if n_boot > 0:
             xb = tree_map(lambda v: v[:n_boot], x_t)
             tb = t[:n_boot]
-            parts.append(estimate_marginal(self.path, gp, self.intermediate_energy, xb, tb, self.end_times(tb),
+            rb = self.end_times(tb)
+            bridge = None
+            if self.bridge_fn is not None:
+                def bridge(x, tq, k, g, rb=rb):
+                    return self.bridge_fn(x, tq, rb, k, g)
+            parts.append(estimate_marginal(self.path, gp, self.intermediate_energy, xb, tb, rb,
                                            K, generator, memory_mb=self.memory_mb,
-                                           teacher_fn=self.teacher_fn if with_target else None))
+                                           teacher_fn=self.teacher_fn if with_target else None,
+                                           proposal_fn=bridge))
         if n_final > 0:
             xf = tree_map(lambda v: v[n_boot:], x_t)
             tf = t[n_boot:]

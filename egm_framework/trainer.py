@@ -172,6 +172,8 @@ class Trainer:
             self._check_teacher_targets()
         if est.sampler_proposals > 0:
             self._check_sampler_proposals()
+        if est.sampler_bridges:
+            self._check_sampler_bridges()
         if est.collapse_continuous:
             check = getattr(self.comp.path, "collapse_unsupported", None)
             why = (check(self.comp.energy) if check is not None else
@@ -190,6 +192,8 @@ class Trainer:
                 self._intermediate_energy)
             if est.teacher_targets:
                 self.estimator.teacher_fn = self._teacher
+            if est.sampler_bridges:
+                self.estimator.bridge_fn = self._sampler_bridges
             self.estimator.final_t_min = self._bootstrap_cut()
         else:
             self.estimator = SNISEstimator(self.comp.path, self.comp.generator, self.comp.energy,
@@ -261,6 +265,19 @@ class Trainer:
                               "allocation sets the path's K per time bin, not the sampler's; set "
                               "estimator.proposal_allocation = \"uniform\" or estimator.sampler_proposals = 0")
 
+    def _check_sampler_bridges(self) -> None:
+        est = self.cfg.estimator
+        setting, off = "estimator.sampler_bridges = true", "estimator.sampler_bridges = false"
+        if est.kind != "bootstrap":
+            raise ConfigError(f"{setting} applies to bootstrapped estimation (the rows with r = t + delta < 1); set "
+                              f"estimator.kind = \"bootstrap\", or {off}")
+        self._require_generator(setting, off, "supports_sampler_bridges", "bridge proposals of known probability",
+                                "sample_completions with r < 1", self.comp.generator.sampler_proposals_unsupported)
+        if est.proposal_allocation != "uniform":
+            raise ConfigError(f"{setting} with estimator.proposal_allocation = {est.proposal_allocation!r}: the "
+                              f"allocation sets the path's K per time bin, not the sampler's; set "
+                              f"estimator.proposal_allocation = \"uniform\" or {off}")
+
     def _require_generator(self, setting: str, off: str, supports: str, what: str, method: str, why_not) -> None:
         """Config errors for an estimator option that needs the generator's ``method`` (flag ``supports``)
         and that ``why_not(path)`` may refuse for this path."""
@@ -280,6 +297,15 @@ class Trainer:
             # spacing only when set, so a plugin generator written before the keyword keeps working at γ = 1
             kw = {} if spacing == 1 else {"spacing": spacing}
             return self.comp.generator.sample_completions(self.model_fn, self.comp.path, x_t, t, k, steps, generator, **kw)
+
+    def _sampler_bridges(self, x_t: State, t: torch.Tensor, r: torch.Tensor, k: int, generator: torch.Generator):
+        """Sampler bridge proposals: k partial completions to r per row from the sampler network (counted)."""
+        est = self.cfg.estimator
+        self.sampler_proposal_evals += batch_size(x_t) * k * est.sampler_bridge_steps
+        with torch.no_grad():
+            return self.comp.generator.sample_completions(self.model_fn, self.comp.path, x_t, t, k,
+                                                          est.sampler_bridge_steps, generator,
+                                                          spacing=est.sampler_proposal_spacing, r=r)
 
     def _teacher(self, x: State, r: torch.Tensor):
         """The sampler network as teacher for bootstrapped targets (no gradient; counted)."""
@@ -403,7 +429,7 @@ class Trainer:
                "energy_evals": self.estimator.energy_evals}
         if self.cfg.estimator.teacher_targets:
             rec["teacher_evals"] = self.teacher_evals
-        if self.cfg.estimator.sampler_proposals > 0:
+        if self.cfg.estimator.sampler_proposals > 0 or self.cfg.estimator.sampler_bridges:
             rec["sampler_proposal_evals"] = self.sampler_proposal_evals
         if self.allocation is not None:
             rec["proposals_by_time"] = list(self.allocation)  # what the logged ESS was measured with

@@ -93,6 +93,40 @@ def test_bootstrap_energy_target_uses_them_and_rows_past_the_cut_skip_them(tmp_p
     assert tr.step == 4 and tr.sampler_proposal_evals > 10 * 4 * 2
 
 
+def test_bootstrapped_rows_take_sampler_bridges_counted(tmp_path, monkeypatch):
+    """estimator.sampler_bridges: the rows below the cut draw their K bridge proposals from the sampler,
+    to r = t + delta (passed as r), in sampler_bridge_steps rounds; the rows past the cut do not."""
+    tr = Trainer(_cfg(*BOOT, "estimator.sampler_bridges=true", "estimator.sampler_bridge_steps=3"), tmp_path / "b")
+    seen = []
+    original = type(tr.comp.generator).sample_completions
+
+    def spy(self, model, path, x_t, t, n, steps, generator, spacing=1.0, r=None):
+        seen.append((x_t.shape[0], n, steps, None if r is None else r.clone()))
+        return original(self, model, path, x_t, t, n, steps, generator, spacing=spacing, r=r)
+    monkeypatch.setattr(type(tr.comp.generator), "sample_completions", spy)
+    tr.refill_buffer()
+    x_t = tr.buffer.sample(10, tr.gen)
+    t = torch.tensor([0.1] * 6 + [0.7] * 4)
+    est = tr.estimator.estimate(x_t, t, tr.gen, n_final=4)
+    assert torch.isfinite(est.log_mean_weight).all() and torch.isfinite(est.target).all()
+    assert len(seen) == 1 and seen[0][:3] == (6, 8, 3) and torch.allclose(seen[0][3], torch.full((6,), 0.2))
+    assert tr.sampler_proposal_evals == 6 * 8 * 3
+    tr.fit(evaluate_at_end=False)
+    assert tr.step == 4 and all(torch.isfinite(p).all() for p in tr.model.parameters())
+    assert '"sampler_proposal_evals"' in (tmp_path / "b" / "metrics.jsonl").read_text()
+
+
+def test_sampler_bridges_outside_bootstrapping_or_unsupported_are_a_config_error(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match="sampler_bridges.*bootstrap"):
+        Trainer(_cfg("estimator.sampler_bridges=true"), tmp_path / "s")
+    from egm_discrete.generator import JumpGenerator
+
+    # a generator whose sample_completions predates r (a plugin written against the older interface)
+    monkeypatch.setattr(JumpGenerator, "supports_sampler_bridges", False)
+    with pytest.raises(ConfigError, match="bridge proposals.*sampler_bridges = false"):
+        Trainer(_cfg(*BOOT, "estimator.sampler_bridges=true"), tmp_path / "g")
+
+
 def test_a_path_without_sampler_proposals_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="masked path"):
         Trainer(_cfg('path={name="uniform"}', "estimator.sampler_proposals=4"), tmp_path / "u")

@@ -75,10 +75,12 @@ class GeneratorParametrization(ABC):
 
     #: whether :meth:`sample_completions` is implemented
     supports_sampler_proposals: bool = False
+    #: whether :meth:`sample_completions` also takes ``r`` < 1 (bridge proposals)
+    supports_sampler_bridges: bool = False
 
     def sample_completions(
         self, model: ModelFn, path: ConditionalPath, x_t: State, t: torch.Tensor, n: int, steps: int,
-        generator: torch.Generator, spacing: float = 1.0,
+        generator: torch.Generator, spacing: float = 1.0, r: torch.Tensor | None = None,
     ) -> tuple[State, torch.Tensor]:
         """Sampler proposals for r = 1: n end points per row simulated by the model from (x_t, t), and
         their log importance ratio to the path's own posterior proposal (:meth:`ConditionalPath.propose`
@@ -89,7 +91,13 @@ class GeneratorParametrization(ABC):
         ``steps`` network evaluations per proposal; ``spacing`` γ ≥ 1 makes the early ones finer (the
         share of the way done after step j is (j/steps)^γ), where the generator has such a choice.
         x_t: (B, *event), t: (B,) -> ((B, n, *event), (B, n)). Optional: set
-        :attr:`supports_sampler_proposals`."""
+        :attr:`supports_sampler_proposals`.
+
+        ``r`` (B,), r < 1 (bootstrapping, ``estimator.sampler_bridges``): simulate only from t to r and
+        return bridge proposals x_r with log q_path(x_r | x_t) − log q_model(x_r | x_t), the ratio to the
+        path's proposal at r (:meth:`ConditionalPath.propose`); the estimator adds the path's own
+        :meth:`ConditionalPath.proposal_log_correction` to it. Optional: set
+        :attr:`supports_sampler_bridges` (the trainer passes ``r`` only then; ``r=None`` means r = 1)."""
         raise NotImplementedError(f"generator {self.name!r} has no sampler proposals")
 
     def sampler_proposals_unsupported(self, path: ConditionalPath) -> str | None:

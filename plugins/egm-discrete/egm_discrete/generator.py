@@ -161,6 +161,8 @@ class JumpGenerator(GeneratorParametrization):
         return target.view(B, *path.space.event_shape, N)
 
     supports_sampler_proposals = True
+    #: sample_completions takes r < 1 (bridge proposals for bootstrapped rows)
+    supports_sampler_bridges = True
 
     def sampler_proposals_unsupported(self, path):
         if not getattr(path, "uses_mask", False):
@@ -169,7 +171,7 @@ class JumpGenerator(GeneratorParametrization):
         return None
 
     @torch.no_grad()
-    def sample_completions(self, model, path, x_t, t, n, steps, generator, spacing=1.0):
+    def sample_completions(self, model, path, x_t, t, n, steps, generator, spacing=1.0, r=None):
         """n completions of each x_t (masked path) simulated by the denoiser in ``steps`` rounds, with
         log q_uniform(x_1 | x_t) − log q_model(x_1 | x_t | σ).
 
@@ -185,7 +187,14 @@ class JumpGenerator(GeneratorParametrization):
         weight) whatever the network; a good network makes the weights flat. One site per round is the
         exact any-order sampler; fewer rounds ignore the correlation between sites drawn in the same
         round (cost: ``steps`` network evaluations per proposal). x_t: (B, *shape), t: (B,) ->
-        ((B, n, *shape), (B, n))."""
+        ((B, n, *shape), (B, n)).
+
+        ``r`` (B,) with r < 1: a bridge proposal x_r (bootstrapping) instead of a completion. Which masked
+        sites open by r is drawn as the path's own proposal draws it (each with probability
+        u = (κ_r − κ_t)/(1 − κ_t), :meth:`MaskedPath.unmask_probability`), independently of the network;
+        the rounds then draw the tokens of those sites only, at κ_s = κ_t + (κ_r − κ_t)(j/C)^γ. The log
+        ratio is then log q_path(x_r | x_t) − log q_model(x_r | x_t | σ) to :meth:`MaskedPath.propose`
+        at r: the unmasking pattern has the same law in both, so it is −n_open log N − Σ log D^i[x_r^i]."""
         why = self.sampler_proposals_unsupported(path)
         if why:
             raise ValueError(why)
@@ -193,22 +202,28 @@ class JumpGenerator(GeneratorParametrization):
         S, N, M = path.num_sites, path.vocab, path.mask_token
         C, gamma = int(steps), float(spacing)
         x = x_t.reshape(B, 1, S).expand(B, n, S).reshape(B * n, S)
-        masked = x == M
-        n_m = masked.sum(1)
-        # σ: a random order of the masked sites (unmasked sites sort last); rank ρ -> round ⌊C (ρ/n_m)^{1/γ}⌋
-        keys = torch.rand(x.shape, generator=generator, device=x.device).masked_fill(~masked, 2.0)
-        rank = keys.argsort(1).argsort(1).double()
-        share = rank / n_m.clamp(min=1).double().unsqueeze(1)
-        rounds = torch.floor(C * share ** (1.0 / gamma)).clamp(max=C - 1).long()
+        keys = torch.rand(x.shape, generator=generator, device=x.device)
         kt = path.kappa(t.float()).repeat_interleave(n)  # (B n,)
+        if r is None:
+            opens = x == M
+            kr = torch.ones_like(kt)
+        else:  # the sites that open by r: a uniform key below u, the same law as MaskedPath.propose
+            u = path.unmask_probability(t.float(), r.float()).repeat_interleave(n)
+            opens = (x == M) & (torch.rand(x.shape, generator=generator, device=x.device) < u.unsqueeze(1))
+            kr = path.kappa(r.float()).repeat_interleave(n)
+        n_o = opens.sum(1)
+        # σ: a random order of the opening sites (other sites sort last); rank ρ -> round ⌊C (ρ/n_o)^{1/γ}⌋
+        rank = keys.masked_fill(~opens, 2.0).argsort(1).argsort(1).double()
+        share = rank / n_o.clamp(min=1).double().unsqueeze(1)
+        rounds = torch.floor(C * share ** (1.0 / gamma)).clamp(max=C - 1).long()
         log_q = torch.zeros(B * n, dtype=torch.float64, device=x.device)
         for j in range(C):
-            s_j = path.kappa_inverse(kt + (1 - kt) * (j / C) ** gamma)
+            s_j = path.kappa_inverse(kt + (kr - kt) * (j / C) ** gamma)
             logits = model(x.view(B * n, *path.shape), s_j).reshape(B * n, S, N)
-            x_next = torch.where(masked & (rounds == j), sample_categorical(logits, generator), x)
+            x_next = torch.where(opens & (rounds == j), sample_categorical(logits, generator), x)
             log_q += self.step_log_prob(path, x, x_next, logits)
             x = x_next
-        log_ratio = -n_m.double() * math.log(N) - log_q
+        log_ratio = -n_o.double() * math.log(N) - log_q
         return x.view(B, n, *path.shape), log_ratio.view(B, n).float()
 
     def finalize_target(self, target, x_t, t):

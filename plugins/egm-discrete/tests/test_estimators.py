@@ -352,6 +352,62 @@ def test_finer_first_rounds_find_the_other_sign(gen):
     assert abs(plus[3.0].mean() - 0.5) < 0.1 and plus[3.0].std() < 0.15, plus
 
 
+@pytest.mark.parametrize("t,gap", [(0.1, 0.3), (0.5, 0.2)])
+@pytest.mark.parametrize("steps,spacing", [(1, 1.0), (3, 2.0)])
+def test_sampler_bridges_estimate_the_exact_answers_whatever_the_network(t, gap, steps, spacing, gen):
+    """Bridge proposals x_r (r = t + gap < 1) drawn by a wrong network, weighted by the exact E_r and
+    log q_path − log q_model plus the path's own correction: with the exact teacher the target is the
+    exact denoiser at t, and log mean weight + log Z_{r|t} is the exact log p_t(x_t) (E_r = −log p_r has
+    no constant). A wrong law of the opened sites, or a wrong round normalization, shifts the latter."""
+    from egm_discrete.space import CategoricalSpace
+
+    path, gp = MaskedPath(CategoricalSpace([3, 3], 2)), JumpGenerator(project_target=False)
+    model = _random_model(gen, scale=0.3)
+    x_t, tt = _points(path, t, gen, n=6)
+    rr = tt + gap
+    energy_fn = _energy_table(path, t + gap)
+
+    def bridges(x, tq, k, g):
+        return gp.sample_completions(model, path, x, tq, k, steps, g, spacing=spacing, r=rr)
+
+    est = estimate_marginal(path, gp, energy_fn, x_t, tt, rr, 20000, gen, proposal_fn=bridges,
+                            teacher_fn=_exact_teacher(path, STATES, LOG_P))
+    assert est.ess.min().item() < 0.7  # the network is wrong: the weights are not flat
+    _compare(path, est, x_t, tt, tol=0.03)
+    exact = -exact_intermediate_energy(path, STATES, LOG_P, x_t, t)
+    assert torch.allclose(est.log_marginal.double(), exact, atol=0.03), (est.log_marginal, exact)
+
+
+def test_sampler_bridges_open_the_paths_share_of_sites_in_rounds(gen):
+    """r < 1: each masked site opens with the path's probability u = (κ_r − κ_t)/(1 − κ_t), whatever the
+    network; unmasked sites are kept; the C rounds see the network at κ_t + (κ_r − κ_t)(j/C)^γ; r = 1
+    given explicitly is the completion (every masked site opens)."""
+    from egm_discrete.space import CategoricalSpace
+
+    path, gp = MaskedPath(CategoricalSpace([10, 10], 2)), JumpGenerator()
+    times = []
+
+    def model(x, s):
+        times.append(s.clone())
+        return torch.zeros(*x.shape, 2)
+
+    x_t = torch.full((2, 10, 10), path.mask_token)
+    x_t[1, :5] = 0  # 50 masked sites in the second row
+    t, r = torch.tensor([0.0, 0.5]), torch.tensor([0.1, 0.7])
+    x_r, log_ratio = gp.sample_completions(model, path, x_t, t, 400, 4, gen, spacing=2.0, r=r)
+    opened = ((x_t.unsqueeze(1) == path.mask_token) & (x_r != path.mask_token)).flatten(2).sum(-1).double()
+    for row, n_m, u in ((0, 100, 0.1), (1, 50, 0.4)):
+        assert abs(opened[row].mean().item() - n_m * u) < 4 * (n_m * u * (1 - u) / 400) ** 0.5
+    assert (x_r[1, :, :5] == 0).all()
+    # a network that is uniform over the tokens is the path's proposal: the ratio is 0
+    assert log_ratio.abs().max().item() < 1e-4
+    assert len(times) == 4
+    for j, s in enumerate(times):
+        assert torch.allclose(s.view(2, 400)[:, 0], t + (r - t) * (j / 4) ** 2.0)
+    x_1, _ = gp.sample_completions(model, path, x_t, t, 3, 2, gen, r=torch.ones(2))
+    assert (x_1 != path.mask_token).all()
+
+
 def test_sampler_proposals_need_the_masked_path():
     from egm_discrete.space import CategoricalSpace
 
